@@ -1,0 +1,131 @@
+"""PoseEstimator: frame in, joints in frame pixels out, with every stage's heatmaps for the views.
+
+The model runs through one `tf.function` with a fixed input signature (uint8 images, normalised inside), so it
+is traced once and warmed once; per-frame Python work is only the crop and the peak decoding.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cpm_core.heatmaps import decode_heatmaps, grid_to_input, stage_peak_confidence
+from cpm_core.model_card import ModelCard
+from cpm_core.preprocess import CropBox, CropTransform
+
+
+@dataclass
+class PoseResult:
+    """One subject's pose in one frame."""
+
+    keypoints: np.ndarray  # (J, 3): x, y in frame pixels, confidence in [0, 1]
+    heatmaps: np.ndarray  # (stages, h, w, C) float32, C = joints + background
+    crop: CropTransform
+    timings: dict[str, float] = field(default_factory=dict)  # milliseconds: preprocess, model, decode
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.keypoints)
+
+    def stage_confidence(self) -> np.ndarray:
+        """Mean peak confidence per stage, (stages,)."""
+        return stage_peak_confidence(self.heatmaps, self.num_joints)
+
+    @property
+    def valid(self) -> bool:
+        return bool(np.isfinite(self.keypoints).all())
+
+
+class PoseEstimator:
+    """Runs one CPM on frames. Not thread-safe: give each thread its own estimator or serialise calls."""
+
+    def __init__(self, model: keras.Model, card: ModelCard, warm_up: bool = True):
+        self.model = model
+        self.card = card
+        self.spec = card.spec
+        s = self.spec.input_size
+        norm = card.normalisation
+        scale, offset, rgb = np.float32(norm.scale), np.float32(norm.offset), norm.channels == "RGB"
+
+        def forward(images: tf.Tensor) -> tf.Tensor:
+            x = tf.cast(images, tf.float32)
+            if rgb:
+                x = x[..., ::-1]
+            return self.model(x * scale + offset, training=False)
+
+        self._single = tf.function(forward, input_signature=[tf.TensorSpec([1, s, s, 3], tf.uint8)],
+                                   reduce_retracing=True)
+        self._batched = tf.function(forward, input_signature=[tf.TensorSpec([None, s, s, 3], tf.uint8)])
+        if warm_up:
+            self._single(np.full((1, s, s, 3), 128, np.uint8))
+
+    @classmethod
+    def from_path(cls, path: str | Path, **kwargs) -> PoseEstimator:
+        from cpm_core.weights import load_model
+
+        model, card = load_model(path)
+        return cls(model, card, **kwargs)
+
+    @classmethod
+    def default(cls, kind: str = "hand", **kwargs) -> PoseEstimator:
+        from cpm_core.weights import default_model_path
+
+        return cls.from_path(default_model_path(kind), **kwargs)
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        return self.card.skeleton.joints
+
+    def transform_for(self, frame: np.ndarray, crop: CropBox | None) -> CropTransform:
+        h, w = frame.shape[:2]
+        return CropTransform(crop or CropBox.letterbox(w, h), self.spec.input_size)
+
+    def run_raw(self, images: np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) uint8 BGR crops -> (N, stages, h, w, C) heatmaps."""
+        images = np.ascontiguousarray(images, dtype=np.uint8)
+        fn = self._single if len(images) == 1 else self._batched
+        return fn(images).numpy()
+
+    def _result(self, heatmaps: np.ndarray, transform: CropTransform, timings: dict) -> PoseResult:
+        t = time.perf_counter()
+        grid = decode_heatmaps(heatmaps[-1], self.spec.num_joints)
+        xy_in = grid_to_input(grid[:, :2], self.spec.stride)
+        xy = transform.to_frame(xy_in)
+        kp = np.concatenate([xy, grid[:, 2:3]], axis=1).astype(np.float32)
+        timings["decode"] = (time.perf_counter() - t) * 1e3
+        return PoseResult(kp, heatmaps, transform, timings)
+
+    def predict(self, frame: np.ndarray, crop: CropBox | None = None) -> PoseResult:
+        """Pose in a BGR uint8 frame; `crop` is the square region to look at (default: whole frame)."""
+        t0 = time.perf_counter()
+        transform = self.transform_for(frame, crop)
+        image = transform.apply(frame)
+        t1 = time.perf_counter()
+        heatmaps = self.run_raw(image[None])[0]
+        t2 = time.perf_counter()
+        return self._result(heatmaps, transform, {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3})
+
+    def predict_batch(self, frames: list[np.ndarray], crops: list[CropBox | None] | None = None,
+                      batch_size: int = 8) -> list[PoseResult]:
+        """Several frames (or several crops of one frame) through the batched path."""
+        crops = crops if crops is not None else [None] * len(frames)
+        if len(crops) != len(frames):
+            raise ValueError(f"{len(frames)} frames but {len(crops)} crops")
+        out: list[PoseResult] = []
+        for i in range(0, len(frames), batch_size):
+            t0 = time.perf_counter()
+            transforms = [self.transform_for(f, c) for f, c in zip(frames[i:i + batch_size],
+                                                                   crops[i:i + batch_size])]
+            images = np.stack([tr.apply(f) for tr, f in zip(transforms, frames[i:i + batch_size])])
+            t1 = time.perf_counter()
+            heatmaps = self._batched(images).numpy()
+            t2 = time.perf_counter()
+            n = len(images)
+            for tr, hm in zip(transforms, heatmaps):
+                out.append(self._result(hm, tr, {"preprocess": (t1 - t0) * 1e3 / n, "model": (t2 - t1) * 1e3 / n}))
+        return out

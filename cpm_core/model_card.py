@@ -1,0 +1,104 @@
+"""The model card: everything needed to rebuild, feed and trust a set of weights.
+
+A card travels with every weights file so that a model is never run with the wrong joint order, input
+normalisation or input size, and so that a user can see what a model was trained on and how well it did.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cpm_core.preprocess import Normalisation
+from cpm_core.skeleton import Skeleton, generic_skeleton
+from cpm_core.spec import ModelSpec
+
+CARD_VERSION = 1
+
+
+@dataclass
+class ModelCard:
+    spec: ModelSpec
+    skeleton: Skeleton
+    normalisation: Normalisation = field(default_factory=Normalisation)
+    name: str = ""
+    description: str = ""
+    trained: bool = True
+    provenance: dict = field(default_factory=dict)  # source file, data, recipe, steps, wall time, machine
+    metrics: dict = field(default_factory=dict)  # validation PCK per joint and mean, frames/s, ...
+
+    def __post_init__(self) -> None:
+        if self.skeleton.num_joints != self.spec.num_joints:
+            raise ValueError(f"model card mismatch: skeleton {self.skeleton.name!r} has "
+                             f"{self.skeleton.num_joints} joints but the model predicts {self.spec.num_joints}")
+        if not self.name:
+            self.name = self.spec.name
+
+    @classmethod
+    def for_spec(cls, spec: ModelSpec, skeleton: Skeleton | None = None, **kwargs) -> ModelCard:
+        from cpm_core.skeleton import BUILTIN_SKELETONS
+
+        if skeleton is None:
+            matches = [s for s in BUILTIN_SKELETONS.values() if s.num_joints == spec.num_joints]
+            skeleton = matches[0] if matches else generic_skeleton(spec.num_joints)
+        return cls(spec=spec, skeleton=skeleton, **kwargs)
+
+    def to_dict(self) -> dict:
+        return {
+            "format": "cpm-studio-model",
+            "version": CARD_VERSION,
+            "name": self.name,
+            "description": self.description,
+            "trained": self.trained,
+            "spec": self.spec.to_dict(),
+            "skeleton": self.skeleton.to_dict(),
+            "normalisation": self.normalisation.to_dict(),
+            "provenance": self.provenance,
+            "metrics": self.metrics,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelCard:
+        if d.get("format") != "cpm-studio-model":
+            raise ValueError("not a CPM Studio model card (missing \"format\": \"cpm-studio-model\")")
+        if int(d.get("version", 0)) > CARD_VERSION:
+            raise ValueError(f"model card version {d['version']} is newer than this program understands "
+                             f"({CARD_VERSION}); update CPM Studio")
+        return cls(
+            spec=ModelSpec.from_dict(d["spec"]),
+            skeleton=Skeleton.from_dict(d["skeleton"]),
+            normalisation=Normalisation.from_dict(d.get("normalisation", {})),
+            name=d.get("name", ""),
+            description=d.get("description", ""),
+            trained=bool(d.get("trained", True)),
+            provenance=dict(d.get("provenance", {})),
+            metrics=dict(d.get("metrics", {})),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+    @classmethod
+    def read(cls, path: str | Path) -> ModelCard:
+        try:
+            d = json.loads(Path(path).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: model card is not valid JSON ({exc})") from exc
+        return cls.from_dict(d)
+
+    def summary(self) -> str:
+        """A few human lines for the GUI and the CLI."""
+        s = self.spec
+        lines = [
+            f"{self.name}: {s.num_joints} joints ({self.skeleton.name}), input {s.input_size}px, "
+            f"{s.stages} stages, stride {s.stride}, width x{s.width:g}, {s.gflops():.1f} GFLOPs/frame",
+        ]
+        if not self.trained:
+            lines.append("UNTRAINED: random weights, poses are meaningless until a trained model is loaded")
+        if self.description:
+            lines.append(self.description)
+        pck = self.metrics.get("pck@0.2") or self.metrics.get("val_pck_mean")
+        if pck is not None:
+            lines.append(f"validation PCK@0.2: {float(pck):.3f}")
+        return "\n".join(lines)

@@ -1,0 +1,103 @@
+"""The one Keras builder for every CPM configuration.
+
+Layers are named after the port's variable scopes ('sub_stages/sub_conv1' -> 'sub_stages__sub_conv1') so
+weights map by name. The model returns every stage's heatmaps stacked as (batch, stages, h, w, J), because
+the app shows each stage and training supervises each stage.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cpm_core.spec import ConvDef, ModelSpec
+
+CENTRE_SIGMA = 21.0
+
+
+def centre_map(input_size: int, stride: int, sigma: float = CENTRE_SIGMA) -> np.ndarray:
+    """The port's centre map: a Gaussian at the image centre, average-pooled 9x9 / stride to the heatmap grid."""
+    ys, xs = np.mgrid[0:input_size, 0:input_size].astype(np.float32)
+    c = input_size / 2.0
+    g = np.exp(-((xs - c) ** 2 + (ys - c) ** 2) / (2.0 * sigma * sigma)).astype(np.float32)
+    pooled = tf.nn.avg_pool2d(g[None, :, :, None], ksize=9, strides=stride, padding="SAME")
+    return pooled.numpy()[0]
+
+
+@keras.saving.register_keras_serializable(package="cpm")
+class CentreMap(keras.layers.Layer):
+    """Emits the constant pooled centre map for each image of the batch (body models' third stage input)."""
+
+    def __init__(self, input_size: int, stride: int, **kwargs):
+        super().__init__(**kwargs)
+        self.input_size = input_size
+        self.stride = stride
+        self._map = centre_map(input_size, stride)
+
+    def call(self, features):
+        batch = tf.shape(features)[0]
+        m = tf.constant(self._map, dtype=features.dtype)
+        return tf.tile(m[None], [batch, 1, 1, 1])
+
+    def get_config(self):
+        return {**super().get_config(), "input_size": self.input_size, "stride": self.stride}
+
+
+def _conv(c: ConvDef) -> keras.layers.Conv2D:
+    return keras.layers.Conv2D(c.filters, c.kernel, padding="same", activation="relu" if c.relu else None,
+                               name=c.keras_name)
+
+
+def build_cpm(spec: ModelSpec) -> keras.Model:
+    """Build the CPM of `spec`: input (batch, S, S, 3) normalised image -> (batch, stages, h, w, J)."""
+    image = keras.Input((spec.input_size, spec.input_size, 3), name="image")
+    x = image
+    features = None
+    stage_outputs = []
+    stage = 0
+    pools = 0
+    centre = None
+    for item in spec.conv_plan():
+        if item == "P":
+            pools += 1
+            x = keras.layers.MaxPooling2D(2, 2, padding="same", name=f"sub_stages__pool{pools}")(x)
+            continue
+        if isinstance(item, str) and item.startswith("STAGE"):
+            if stage == 0:
+                features = x
+            else:
+                stage_outputs.append(x)
+            stage = int(item.split()[1])
+            if stage == 1:
+                x = features
+            else:
+                parts = [stage_outputs[-1], features]
+                if spec.centre_map:
+                    if centre is None:
+                        centre = CentreMap(spec.input_size, spec.stride, name="centre_map")(features)
+                    parts.append(centre)
+                x = keras.layers.Concatenate(axis=-1, name=f"stage_{stage}__concat")(parts)
+            continue
+        x = _conv(item)(x)
+    stage_outputs.append(x)
+    heatmaps = _Stack(name="stage_heatmaps")(stage_outputs)
+    return keras.Model(image, heatmaps, name=spec.name.replace("-", "_"))
+
+
+@keras.saving.register_keras_serializable(package="cpm")
+class _Stack(keras.layers.Layer):
+    """Stacks the per-stage heatmaps along a new stage axis."""
+
+    def call(self, tensors):
+        return tf.stack(tensors, axis=1)
+
+
+def layer_weights(model: keras.Model) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(kernel, bias) of every conv layer, keyed by the port's scope name."""
+    out = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            k, b = layer.get_weights()
+            out[layer.name.replace("__", "/")] = (k, b)
+    return out

@@ -1,0 +1,75 @@
+"""Drawing poses and heatmaps onto images with OpenCV: shared by `cpm infer`, recording and snapshots.
+
+The GUI draws with pyqtgraph instead, but uses the same colour choices (the skeleton's limb colours and the
+jet colour map of the port's views) so a saved image looks like the screen.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from cpm_core.skeleton import Skeleton
+
+
+def draw_pose(image: np.ndarray, keypoints: np.ndarray, skeleton: Skeleton, threshold: float = 0.1,
+              thickness: int | None = None) -> np.ndarray:
+    """Draw limbs and joints whose confidence is at least `threshold`; returns a new BGR image."""
+    out = image.copy()
+    kp = np.asarray(keypoints, dtype=np.float64)
+    ok = np.isfinite(kp[:, :2]).all(axis=1) & (kp[:, 2] >= threshold)
+    t = thickness or max(1, round(max(image.shape[:2]) / 250))
+    for (a, b), colour in zip(skeleton.limbs, skeleton.colors):
+        if ok[a] and ok[b]:
+            cv2.line(out, (round(kp[a, 0]), round(kp[a, 1])), (round(kp[b, 0]), round(kp[b, 1])), colour, t + 1,
+                     cv2.LINE_AA)
+    for j in np.flatnonzero(ok):
+        c = float(np.clip(kp[j, 2], 0, 1))
+        colour = (0, int(255 * c), int(255 * (1 - c)))  # red (unsure) -> green (sure)
+        cv2.circle(out, (round(kp[j, 0]), round(kp[j, 1])), t + 2, colour, -1, cv2.LINE_AA)
+    return out
+
+
+def colorize(heatmap: np.ndarray, size: int | None = None) -> np.ndarray:
+    """A [0, 1] heatmap as a jet-coloured BGR image (values outside are clipped; NaN shows as 0)."""
+    hm = np.clip(np.nan_to_num(np.asarray(heatmap, dtype=np.float32), nan=0.0), 0.0, 1.0)
+    img = cv2.applyColorMap((hm * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    if size is not None:
+        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_NEAREST)
+    return img
+
+
+def _label(img: np.ndarray, text: str) -> np.ndarray:
+    cv2.putText(img, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    return img
+
+
+def tile(images: list[np.ndarray], cols: int) -> np.ndarray:
+    h, w = images[0].shape[:2]
+    rows = -(-len(images) // cols)
+    canvas = np.zeros((rows * h, cols * w, 3), np.uint8)
+    for i, im in enumerate(images):
+        r, c = divmod(i, cols)
+        canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = im
+    return canvas
+
+
+def multi_stage_view(crop_image: np.ndarray, heatmaps: np.ndarray, keypoints_in_crop: np.ndarray,
+                     skeleton: Skeleton, tile_size: int = 256) -> np.ndarray:
+    """The port's MULTI view: each stage's max-over-joints heatmap, then the crop with the final pose."""
+    j = skeleton.num_joints
+    tiles = [_label(colorize(hm[..., :j].max(axis=-1), tile_size), f"stage {i + 1}")
+             for i, hm in enumerate(heatmaps)]
+    pose = cv2.resize(draw_pose(crop_image, keypoints_in_crop, skeleton), (tile_size, tile_size))
+    tiles.append(_label(pose, "final pose"))
+    return tile(tiles, cols=min(3, len(tiles)) if len(tiles) <= 6 else 4)
+
+
+def joints_view(heatmaps_last: np.ndarray, skeleton: Skeleton, tile_size: int = 128) -> np.ndarray:
+    """The port's HM view: every joint's last-stage heatmap, titled with its name and peak."""
+    tiles = []
+    for j, name in enumerate(skeleton.joints):
+        hm = heatmaps_last[..., j]
+        peak = float(np.nanmax(hm)) if np.isfinite(hm).any() else 0.0
+        tiles.append(_label(colorize(hm, tile_size), f"{name} {peak:.2f}"))
+    return tile(tiles, cols=int(np.ceil(np.sqrt(len(tiles)))))

@@ -1,0 +1,154 @@
+"""Model specifications: the few numbers that fix a CPM's shape, and the presets users know.
+
+The layer plan below is the single source of truth for layer names and shapes: the Keras builder, the weight
+loaders (which map the port's variable scopes by name) and the FLOP counter all read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+# Trunk channel plans of the port ('P' = 2x2 max-pool). Hand: sub_conv9..14 are 512; body: 9..10 512, 11..14 256.
+_HAND_TRUNK = (64, 64, "P", 128, 128, "P", 256, 256, 256, 256, "P", 512, 512, 512, 512, 512, 512)
+_BODY_TRUNK = (64, 64, "P", 128, 128, "P", 256, 256, 256, 256, "P", 512, 512, 256, 256, 256, 256)
+FEATURE_CHANNELS = 128
+STAGE1_CHANNELS = 512
+MID_CHANNELS = 128
+MID_KERNEL = 7
+
+
+@dataclass(frozen=True)
+class ConvDef:
+    """One convolution of the plan; `scope` is the port's variable scope (e.g. 'stage_2/mid_conv1')."""
+
+    scope: str
+    kernel: int
+    filters: int
+    in_channels: int
+    relu: bool
+    grid: int  # spatial size (square) at which this conv runs, for FLOP counting
+
+    @property
+    def keras_name(self) -> str:
+        return scope_to_layer_name(self.scope)
+
+
+def scope_to_layer_name(scope: str) -> str:
+    """Keras 3 forbids '/' in layer names; the port's scopes map one-to-one onto '__'-joined names."""
+    return scope.replace("/", "__")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Shape of one CPM. `num_joints` excludes the background channel the model also predicts."""
+
+    name: str = "custom"
+    input_size: int = 368
+    stages: int = 6
+    num_joints: int = 21
+    stride: int = 8
+    trunk: str = "hand"  # "hand" or "body": the two trunk channel plans of the port
+    width: float = 1.0  # multiplier on every hidden channel count (not on the heatmap channels)
+    centre_map: bool = False
+
+    def __post_init__(self) -> None:
+        if self.stages < 2:
+            raise ValueError(f"a CPM needs at least 2 stages, got {self.stages}")
+        if self.stride not in (4, 8):
+            raise ValueError(f"stride must be 4 or 8, got {self.stride}")
+        if self.trunk not in ("hand", "body"):
+            raise ValueError(f"trunk must be 'hand' or 'body', got {self.trunk!r}")
+        if self.input_size % self.stride or self.input_size < 4 * self.stride:
+            raise ValueError(f"input size {self.input_size} must be a multiple of the stride {self.stride} "
+                             f"and at least {4 * self.stride}")
+        if self.num_joints < 1:
+            raise ValueError("num_joints must be at least 1")
+        if not 0 < self.width <= 4:
+            raise ValueError(f"width multiplier must be in (0, 4], got {self.width}")
+
+    @property
+    def heatmap_size(self) -> int:
+        return self.input_size // self.stride
+
+    @property
+    def channels(self) -> int:
+        """Heatmap channels J = joints + background."""
+        return self.num_joints + 1
+
+    def scaled(self, channels: int) -> int:
+        return max(4, int(round(channels * self.width)))
+
+    def conv_plan(self) -> list[ConvDef | str]:
+        """Every layer in build order: ConvDefs, 'P' for a pool, 'STAGE t' markers before each stage."""
+        plan: list[ConvDef | str] = []
+        trunk = _HAND_TRUNK if self.trunk == "hand" else _BODY_TRUNK
+        c_in, grid, k, pools = 3, self.input_size, 0, 0
+        for item in trunk:
+            if item == "P":
+                pools += 1
+                if self.stride == 4 and pools == 2:
+                    continue  # the port's stride-4 "v2" student drops the second pool
+                plan.append("P")
+                grid //= 2
+                continue
+            k += 1
+            c = self.scaled(item)
+            plan.append(ConvDef(f"sub_stages/sub_conv{k}", 3, c, c_in, True, grid))
+            c_in = c
+        feat = self.scaled(FEATURE_CHANNELS)
+        plan.append(ConvDef("sub_stages/sub_stage_img_feature", 3, feat, c_in, True, grid))
+        plan.append("STAGE 1")
+        s1 = self.scaled(STAGE1_CHANNELS)
+        plan.append(ConvDef("stage_1/conv1", 1, s1, feat, True, grid))
+        plan.append(ConvDef("stage_1/stage_heatmap", 1, self.channels, s1, False, grid))
+        mid = self.scaled(MID_CHANNELS)
+        stage_in = self.channels + feat + (1 if self.centre_map else 0)
+        for t in range(2, self.stages + 1):
+            plan.append(f"STAGE {t}")
+            c_in = stage_in
+            for m in range(1, 6):
+                plan.append(ConvDef(f"stage_{t}/mid_conv{m}", MID_KERNEL, mid, c_in, True, grid))
+                c_in = mid
+            plan.append(ConvDef(f"stage_{t}/mid_conv6", 1, mid, mid, True, grid))
+            plan.append(ConvDef(f"stage_{t}/mid_conv7", 1, self.channels, mid, False, grid))
+        return plan
+
+    def convs(self) -> list[ConvDef]:
+        return [c for c in self.conv_plan() if isinstance(c, ConvDef)]
+
+    def gflops(self) -> float:
+        """Forward-pass cost per frame (2 FLOPs per multiply-add), convolutions only."""
+        total = sum(2 * c.kernel * c.kernel * c.in_channels * c.filters * c.grid * c.grid for c in self.convs())
+        return total / 1e9
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelSpec:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model spec fields: {sorted(unknown)}")
+        return cls(**d)
+
+    def with_(self, **changes) -> ModelSpec:
+        return replace(self, **changes)
+
+
+PRESETS: dict[str, ModelSpec] = {
+    "hand-368x6": ModelSpec("hand-368x6", 368, 6, 21, 8, "hand"),
+    "hand-256x3": ModelSpec("hand-256x3", 256, 3, 21, 8, "hand"),
+    "body-368x6": ModelSpec("body-368x6", 368, 6, 14, 8, "body", centre_map=True),
+    "hand-student-128x3": ModelSpec("hand-student-128x3", 128, 3, 21, 4, "hand"),
+    # Real-time presets of our own: quarter width, sized for >= 30 frames/s on 2 CPU cores.
+    "hand-rt-128x3": ModelSpec("hand-rt-128x3", 128, 3, 21, 4, "hand", width=0.25),
+    "body-rt-192x3": ModelSpec("body-rt-192x3", 192, 3, 17, 8, "hand", width=0.25),
+}
+
+
+def get_preset(name: str) -> ModelSpec:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise KeyError(f"unknown preset {name!r}; presets are: {', '.join(PRESETS)}") from None

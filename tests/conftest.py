@@ -1,0 +1,19 @@
+"""Shared test set-up: offscreen Qt, quiet TensorFlow, small model specs that run the real network fast."""
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import pytest  # noqa: E402
+
+from cpm_core.spec import ModelSpec  # noqa: E402
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+
+
+@pytest.fixture
+def tiny_spec() -> ModelSpec:
+    """A real CPM at a size that runs in milliseconds: 64 px input, 2 stages, eighth width, 21 joints."""
+    return ModelSpec(name="tiny", input_size=64, stages=2, num_joints=21, stride=8, trunk="hand", width=0.125)
