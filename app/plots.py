@@ -1,0 +1,91 @@
+"""Live confidence plots: mean peak confidence per stage over time, and a per-joint timeline for videos.
+
+The stage plot shows whether later stages sharpen the earlier ones (they should, on a trained model); the
+timeline is a joints x frames image, filled in as frames are processed, so weak stretches of a video stand out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+
+from app.inference import PoseFrame
+from app.pose_overlay import jet_lut
+
+HISTORY = 300  # results kept in the stage plot
+LIVE_TIMELINE = 600  # columns of the rolling timeline for live / unknown-length sources
+
+
+class ConfidencePlotsWidget(pg.GraphicsLayoutWidget):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setBackground((30, 30, 30))
+        self.stage_plot = self.ci.addPlot(row=0, col=0, title="mean peak confidence per stage")
+        self.stage_plot.setLabel("bottom", "frame")
+        self.stage_plot.addLegend(offset=(5, 5), labelTextSize="8pt")
+        self.stage_plot.setYRange(0, 1, padding=0.05)
+        self.timeline_plot = self.ci.addPlot(row=0, col=1, title="per-joint confidence timeline")
+        self.timeline_plot.setLabel("bottom", "frame")
+        self.timeline_plot.setLabel("left", "joint")
+        self.timeline_plot.invertY(True)
+        self.timeline = pg.ImageItem(axisOrder="row-major")
+        self.timeline_plot.addItem(self.timeline)
+        self.cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen((255, 255, 255, 160)))
+        self.timeline_plot.addItem(self.cursor)
+        self.ci.layout.setColumnStretchFactor(0, 1)
+        self.ci.layout.setColumnStretchFactor(1, 2)
+        self._curves: list[pg.PlotDataItem] = []
+        self._x = np.zeros(0)
+        self._y = np.zeros((0, 0))
+        self._grid = np.zeros((0, 0), np.float32)
+        self._frame_count: int | None = None
+        self._lut = jet_lut()
+        self.reset(None)
+
+    def reset(self, frame_count: int | None, show_timeline: bool = True) -> None:
+        """Clear for a new source; `frame_count` sizes the timeline (None: rolling window)."""
+        self._frame_count = frame_count
+        self._x = np.zeros(0)
+        self._y = np.zeros((0, len(self._curves)))
+        for c in self._curves:
+            c.setData([], [])
+        self._grid = np.zeros((0, 0), np.float32)
+        self.timeline.clear()
+        self.timeline_plot.setVisible(show_timeline)
+
+    def _ensure_curves(self, stages: int) -> None:
+        if len(self._curves) == stages:
+            return
+        for c in self._curves:
+            self.stage_plot.removeItem(c)
+        self.stage_plot.legend.clear()
+        self._curves = [self.stage_plot.plot(pen=pg.intColor(i, hues=max(stages, 3)), name=f"stage {i + 1}")
+                        for i in range(stages)]
+        self._y = np.zeros((0, stages))
+        self._x = np.zeros(0)
+
+    def add(self, pose: PoseFrame) -> None:
+        conf = np.nan_to_num(np.asarray(pose.stage_conf, dtype=np.float64))
+        self._ensure_curves(len(conf))
+        self._x = np.append(self._x, pose.index)[-HISTORY:]
+        self._y = np.vstack([self._y, conf])[-HISTORY:]
+        for i, c in enumerate(self._curves):
+            c.setData(self._x, self._y[:, i])
+        if not self.timeline_plot.isVisible():
+            return
+        peaks = np.clip(np.nan_to_num(pose.joint_peaks), 0, 1).astype(np.float32)
+        joints = len(peaks)
+        width = self._frame_count or LIVE_TIMELINE
+        if self._grid.shape != (joints, width):
+            self._grid = np.zeros((joints, width), np.float32)
+        col = pose.index if self._frame_count else pose.index % width
+        if 0 <= col < width:
+            self._grid[:, col] = peaks
+        else:  # the header under-counted the frames: grow
+            grown = np.zeros((joints, col + 1), np.float32)
+            grown[:, :width] = self._grid
+            grown[:, col] = peaks
+            self._grid = grown
+            self._frame_count = col + 1
+        self.timeline.setImage(self._grid, autoLevels=False, levels=(0.0, 1.0), lut=self._lut)
+        self.cursor.setValue(col + 0.5)

@@ -1,0 +1,222 @@
+"""The four live views, each a pyqtgraph GraphicsLayoutWidget that draws a PoseFrame.
+
+Drawing is the fast path from numpy to the screen (ImageItem.setImage with fixed levels and a lookup table, as
+in pyqtgraph's VideoSpeedTest); every array a view needs was prepared by the inference worker, so a view's
+`show()` does no model work. Views keep the last frame so a threshold or view change redraws at once.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+
+from app.inference import PoseFrame
+from app.pose_overlay import PoseOverlay, jet_lut
+from cpm_core.skeleton import Skeleton
+
+JET = jet_lut()
+BACKGROUND = (30, 30, 30)
+
+
+def _image_box(layout: pg.GraphicsLayout, row: int, col: int, **kwargs) -> tuple[pg.ViewBox, pg.ImageItem]:
+    vb = layout.addViewBox(row=row, col=col, **kwargs)
+    vb.setAspectLocked(True)
+    vb.invertY(True)
+    vb.setMenuEnabled(False)
+    img = pg.ImageItem(axisOrder="row-major")
+    vb.addItem(img)
+    return vb, img
+
+
+class FramePanel:
+    """A frame with the pose on top, in one ViewBox (pan/zoom with the mouse, double-click... autorange)."""
+
+    def __init__(self, layout: pg.GraphicsLayout, row: int, col: int, **kwargs):
+        self.view, self.image = _image_box(layout, row, col, **kwargs)
+        self.overlay: PoseOverlay | None = None
+        self._shape: tuple[int, ...] | None = None
+
+    def ensure_overlay(self, skeleton: Skeleton) -> PoseOverlay:
+        if self.overlay is None or self.overlay.skeleton != skeleton:
+            if self.overlay is not None:
+                self.overlay.remove()
+            self.overlay = PoseOverlay(self.view, skeleton)
+        return self.overlay
+
+    def show_frame(self, rgb: np.ndarray) -> None:
+        self.image.setImage(rgb, autoLevels=False, levels=(0, 255))
+        if rgb.shape != self._shape:
+            self._shape = rgb.shape
+            self.view.autoRange(padding=0.0)
+
+    def show(self, pose: PoseFrame, keypoints: np.ndarray, threshold: float) -> None:
+        self.show_frame(pose.rgb)
+        self.ensure_overlay(pose.skeleton).update(keypoints, threshold)
+
+
+class HeatmapCell:
+    """A titled, colour-mapped heatmap tile."""
+
+    def __init__(self, layout: pg.GraphicsLayout, row: int, col: int):
+        self.label = layout.addLabel("", row=row, col=col, size="9pt")
+        self.view, self.image = _image_box(layout, row + 1, col)
+        self.view.setMouseEnabled(False, False)
+        self._shape: tuple[int, ...] | None = None
+
+    def show(self, heatmap: np.ndarray, title: str) -> None:
+        self.image.setImage(heatmap, autoLevels=False, levels=(0.0, 1.0), lut=JET)
+        if heatmap.shape != self._shape:
+            self._shape = heatmap.shape
+            self.view.autoRange(padding=0.0)
+        if self.label.text != title:
+            self.label.setText(title, size="9pt")
+
+
+class PoseView(pg.GraphicsLayoutWidget):
+    """Base of the four views: remembers the last frame and threshold."""
+
+    title = ""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setBackground(BACKGROUND)
+        self.last: PoseFrame | None = None
+        self.threshold = 0.1
+
+    def show_pose(self, pose: PoseFrame) -> None:
+        self.last = pose
+        self._draw(pose)
+
+    def redraw(self) -> None:
+        if self.last is not None:
+            self._draw(self.last)
+
+    def set_threshold(self, threshold: float) -> None:
+        self.threshold = threshold
+        self.redraw()
+
+    def _draw(self, pose: PoseFrame) -> None:
+        raise NotImplementedError
+
+
+class SingleView(PoseView):
+    """The port's SINGLE view: the frame with the final pose."""
+
+    title = "Single"
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.panel = FramePanel(self.ci, 0, 0)
+
+    def _draw(self, pose: PoseFrame) -> None:
+        self.panel.show(pose, pose.shown, self.threshold)
+
+
+class StageGridView(PoseView):
+    """The port's MULTI view: every stage's max-over-joints heatmap in a grid, beside the frame and pose."""
+
+    title = "Multi-stage"
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.frame_label = self.ci.addLabel("final pose", row=0, col=0, size="10pt")
+        self.panel = FramePanel(self.ci, 1, 0)
+        self.grid = self.ci.addLayout(row=0, col=1, rowspan=2)
+        self.ci.layout.setColumnStretchFactor(0, 3)
+        self.ci.layout.setColumnStretchFactor(1, 2)
+        self.cells: list[HeatmapCell] = []
+
+    def _build(self, stages: int) -> None:
+        self.grid.clear()
+        cols = 2 if stages <= 4 else 3
+        self.cells = [HeatmapCell(self.grid, 2 * (i // cols), i % cols) for i in range(stages)]
+
+    def _draw(self, pose: PoseFrame) -> None:
+        stages = pose.stage_max.shape[0]
+        if len(self.cells) != stages:
+            self._build(stages)
+        for i, cell in enumerate(self.cells):
+            cell.show(pose.stage_max[i], f"stage {i + 1} \u00b7 mean peak {pose.stage_conf[i]:.2f}")
+        self.panel.show(pose, pose.shown, self.threshold)
+
+
+class JointsView(PoseView):
+    """The port's HM view: each joint's last-stage heatmap, titled with the joint's name and peak."""
+
+    title = "Joints"
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.cells: list[HeatmapCell] = []
+        self._joints: tuple[str, ...] = ()
+
+    def _build(self, joints: tuple[str, ...]) -> None:
+        self.ci.clear()
+        cols = math.ceil(math.sqrt(len(joints)))
+        self.cells = [HeatmapCell(self.ci, 2 * (i // cols), i % cols) for i in range(len(joints))]
+        self._joints = joints
+
+    def _draw(self, pose: PoseFrame) -> None:
+        joints = pose.skeleton.joints
+        if joints != self._joints:
+            self._build(joints)
+        last = pose.result.heatmaps[-1]
+        for j, cell in enumerate(self.cells):
+            cell.show(last[..., j], f"{joints[j]} {pose.joint_peaks[j]:.2f}")
+
+
+class TrackerView(PoseView):
+    """Self-tracking at work: the crop the model looked at and the Kalman-smoothed pose (and/or the raw one)."""
+
+    title = "Tracker"
+    MODES = ("smoothed", "raw", "both")
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.panel = FramePanel(self.ci, 0, 0)
+        self.raw_overlay: PoseOverlay | None = None
+        self.box = pg.PlotCurveItem(pen=pg.mkPen((255, 220, 0), width=2, style=Qt.PenStyle.DashLine))
+        self.box.setZValue(5)
+        self.panel.view.addItem(self.box)
+        self.status = pg.TextItem(anchor=(0, 0), color=(255, 255, 255), fill=(0, 0, 0, 150))
+        self.status.setZValue(20)
+        self.panel.view.addItem(self.status)
+        self.mode = "smoothed"
+
+    def set_mode(self, mode: str) -> None:
+        if mode not in self.MODES:
+            raise ValueError(f"tracker view mode must be one of {self.MODES}, got {mode!r}")
+        self.mode = mode
+        self.redraw()
+
+    def _draw(self, pose: PoseFrame) -> None:
+        skeleton = pose.skeleton
+        self.panel.show_frame(pose.rgb)
+        main = self.panel.ensure_overlay(skeleton)
+        if self.raw_overlay is None or self.raw_overlay.skeleton != skeleton:
+            if self.raw_overlay is not None:
+                self.raw_overlay.remove()
+            self.raw_overlay = PoseOverlay(self.panel.view, skeleton, width=1.5, alpha=140,
+                                           style=Qt.PenStyle.DashLine, z=8)
+        main.update(pose.raw if self.mode == "raw" else pose.smoothed, self.threshold)
+        self.raw_overlay.set_visible(self.mode == "both")
+        if self.mode == "both":
+            self.raw_overlay.update(pose.raw, self.threshold)
+        corners = pose.crop.corners()
+        closed = np.vstack([corners, corners[:1]])
+        self.box.setData(closed[:, 0], closed[:, 1])
+        if pose.tracking:
+            state = "LOST: centred square" if pose.tracker_lost else "tracking"
+            text = f"self-tracking: {state} (score {pose.tracker_score:.2f}), crop {pose.crop.side:.0f}px"
+        else:
+            text = "self-tracking off: whole frame (letterboxed)"
+        self.status.setText(f"{text}\npose: {self.mode}")
+        self.status.setPos(0, 0)
+
+
+VIEW_CLASSES: dict[str, type[PoseView]] = {
+    "multi": StageGridView, "single": SingleView, "joints": JointsView, "tracker": TrackerView,
+}

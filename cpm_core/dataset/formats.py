@@ -1,0 +1,116 @@
+"""One entry point for all dataset formats: guess the format from a path, read it, write any other.
+
+Format names: "coco" (a .json file), "labels" (the port's folder of <person>/labels.txt), "tfrecord" (ours),
+"port-tfrecord" (the port's crops + heatmaps), "cmu-hand" (a folder of CMU hand JSONs beside their images).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from cpm_core.dataset.cmu_hand import read_cmu_hand, write_cmu_hand
+from cpm_core.dataset.coco import read_coco, write_coco
+from cpm_core.dataset.issues import fatal
+from cpm_core.dataset.model import Dataset
+from cpm_core.dataset.port_labels import LABELS_NAME, read_labels, write_labels
+from cpm_core.skeleton import HAND_21, Skeleton
+
+FORMATS = ("coco", "labels", "tfrecord", "port-tfrecord", "cmu-hand")
+TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".record", ".tfr")
+
+
+def _head(path: Path, n: int = 4096) -> str:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(n).decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _json_kind(path: Path) -> str | None:
+    head = _head(path)
+    if '"hand_pts' in head:
+        return "cmu-hand"
+    if '"annotations"' in head or '"images"' in head or '"categories"' in head:
+        return "coco"
+    return None
+
+
+def guess_format(path: str | os.PathLike) -> str:
+    """The format name of `path`, from its name and a peek at its contents; DatasetFormatError if unclear."""
+    p = Path(path)
+    if p.is_file():
+        suffix = p.suffix.lower()
+        if suffix == ".json":
+            return _json_kind(p) or "coco"
+        if p.name == LABELS_NAME:
+            return "labels"
+        if suffix in TFRECORD_SUFFIXES:
+            from cpm_core.dataset.tfrecord import peek_tfrecord_kind  # noqa: PLC0415 - imports TensorFlow
+
+            return peek_tfrecord_kind(p) or "tfrecord"
+        raise fatal(p, "cannot tell the dataset format from this file's name; give the format explicitly")
+    if p.is_dir():
+        if any(p.glob(f"*/{LABELS_NAME}")):
+            return "labels"
+        jsons = sorted(p.rglob("*.json"))
+        kinds = {j: _json_kind(j) for j in jsons[:50]}
+        if any(k == "cmu-hand" for k in kinds.values()):
+            return "cmu-hand"
+        if any(k == "coco" for k in kinds.values()):
+            raise fatal(p, "this folder holds COCO JSON files; name the file to read")
+        raise fatal(p, f"no <person>/{LABELS_NAME} or CMU hand JSON files in this folder")
+    raise fatal(p, "no such file or folder")
+
+
+def read_dataset(
+    path: str | os.PathLike,
+    fmt: str | None = None,
+    strict: bool = False,
+    skeleton: Skeleton | None = None,
+    order: str = "yx",
+) -> Dataset:
+    """Read any supported format (guessed when `fmt` is None).
+
+    `skeleton` is used where the file does not name one (labels, port-tfrecord; default HAND_21); `order` is
+    the labels.txt coordinate order ("yx" or "xy"). Skipped records are on the result's `issues`.
+    """
+    fmt = fmt or guess_format(path)
+    if fmt == "coco":
+        return read_coco(path, strict=strict)
+    if fmt == "labels":
+        return read_labels(path, skeleton=skeleton or HAND_21, order=order, strict=strict)
+    if fmt == "cmu-hand":
+        return read_cmu_hand(path, strict=strict)
+    if fmt == "tfrecord":
+        from cpm_core.dataset.tfrecord import read_tfrecord  # noqa: PLC0415 - imports TensorFlow
+
+        return read_tfrecord(path, strict=strict, skeleton=skeleton)
+    if fmt == "port-tfrecord":
+        from cpm_core.dataset.tfrecord import read_port_tfrecord  # noqa: PLC0415 - imports TensorFlow
+
+        return read_port_tfrecord(path, skeleton=skeleton or HAND_21, strict=strict)
+    raise ValueError(f"unknown dataset format {fmt!r}; known: {', '.join(FORMATS)}")
+
+
+def write_dataset(dataset: Dataset, path: str | os.PathLike, fmt: str, **options: Any) -> None:
+    """Write `dataset` as `fmt`; `options` go to the format's writer (e.g. order="xy" for labels, size=64
+    for port-tfrecord)."""
+    if fmt == "coco":
+        write_coco(dataset, path, **options)
+    elif fmt == "labels":
+        write_labels(dataset, path, **options)
+    elif fmt == "cmu-hand":
+        write_cmu_hand(dataset, path, **options)
+    elif fmt == "tfrecord":
+        from cpm_core.dataset.tfrecord import write_tfrecord  # noqa: PLC0415 - imports TensorFlow
+
+        write_tfrecord(dataset, path, **options)
+    elif fmt == "port-tfrecord":
+        from cpm_core.dataset.tfrecord import write_port_tfrecord  # noqa: PLC0415 - imports TensorFlow
+
+        write_port_tfrecord(dataset, path, **options)
+    else:
+        raise ValueError(f"unknown dataset format {fmt!r}; known: {', '.join(FORMATS)}")

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a fresh Debian machine (Xvfb and the X libraries Qt's xcb plugin loads,
+# for the one test that opens a real window) and the project with its test extras, then runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  if ! command -v xvfb-run >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-image0 \
+      libxcb-render-util0 libxcb-xinerama0 libxcb-xkb1 libxcb-shape0 libxcb-cursor0 libxkbcommon-x11-0 \
+      libegl1 libgl1 libfontconfig1 libdbus-1-3 >/dev/null
+  fi
+fi
+python -m pip install -q -e ".[test]"
+export QT_QPA_PLATFORM=offscreen
+python -m pytest -q -p no:cacheprovider "$@"

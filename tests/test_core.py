@@ -1,0 +1,148 @@
+"""Skeletons, specs, heatmap coding, crops and the estimator on the real (tiny) network."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cpm_core.estimator import PoseEstimator
+from cpm_core.heatmaps import decode_heatmaps, encode_heatmaps, grid_to_input, input_to_grid
+from cpm_core.model_card import ModelCard
+from cpm_core.network import build_cpm, centre_map
+from cpm_core.preprocess import CropBox, CropTransform
+from cpm_core.skeleton import BODY_14, COCO_17, HAND_21, Skeleton, get_skeleton
+from cpm_core.spec import PRESETS, ModelSpec
+
+
+def test_builtin_skeletons():
+    assert HAND_21.num_joints == 21 and len(HAND_21.limbs) == 20
+    assert HAND_21.joints[0] == "wrist" and HAND_21.joints[4] == "thumb4" and HAND_21.joints[20] == "little4"
+    assert (0, 17) in HAND_21.limbs and (19, 20) in HAND_21.limbs
+    assert BODY_14.joints[0] == "head_top" and BODY_14.joints[13] == "left_ankle"
+    perm = BODY_14.flip_permutation()
+    assert perm[2] == 5 and perm[5] == 2 and perm[0] == 0
+    assert COCO_17.flip_permutation()[1] == 2
+    assert get_skeleton("coco17") is COCO_17
+    with pytest.raises(KeyError, match="hand21"):
+        get_skeleton("nope")
+
+
+def test_user_skeleton_round_trip_and_validation():
+    s = Skeleton("mouse", ("nose", "tail"), ((0, 1),), flip_pairs=())
+    assert Skeleton.from_dict(s.to_dict()) == s
+    with pytest.raises(ValueError, match="out of range"):
+        Skeleton("bad", ("a", "b"), ((0, 2),))
+    with pytest.raises(ValueError, match="duplicate"):
+        Skeleton("bad", ("a", "a"), ())
+
+
+def test_presets_match_the_reference_table():
+    shapes = {n: (s.input_size, s.heatmap_size, s.stages, s.channels) for n, s in PRESETS.items()}
+    assert shapes["hand-368x6"] == (368, 46, 6, 22)
+    assert shapes["hand-256x3"] == (256, 32, 3, 22)
+    assert shapes["body-368x6"] == (368, 46, 6, 15)
+    assert shapes["hand-student-128x3"] == (128, 32, 3, 22)
+    # The brief's figure for the full hand CPM: about 206 GFLOPs a frame.
+    assert PRESETS["hand-368x6"].gflops() == pytest.approx(206, abs=1)
+    with pytest.raises(ValueError, match="at least 2 stages"):
+        ModelSpec(stages=1)
+
+
+def test_model_layer_names_and_output_shape(tiny_spec):
+    model = build_cpm(tiny_spec)
+    names = {layer.name for layer in model.layers}
+    assert {"sub_stages__sub_conv1", "sub_stages__sub_stage_img_feature", "stage_1__stage_heatmap",
+            "stage_2__mid_conv7"} <= names
+    assert model.output_shape == (None, 2, 8, 8, 22)
+
+
+def test_centre_map_peaks_in_the_middle():
+    m = centre_map(368, 8)[..., 0]
+    assert m.shape == (46, 46)
+    y, x = np.unravel_index(m.argmax(), m.shape)
+    assert abs(x - 22.5) <= 1 and abs(y - 22.5) <= 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(x=st.floats(1.0, 30.0), y=st.floats(1.0, 30.0))
+def test_encode_decode_is_subpixel_exact(x, y):
+    hm = encode_heatmaps(np.array([[x, y], [5.0, 5.0]]), np.array([True, False]), 32)
+    assert hm.shape == (32, 32, 3)
+    assert hm[..., 1].max() == 0.0  # an absent joint has no target
+    np.testing.assert_allclose(hm[..., 2], 1.0 - hm[..., 0], atol=1e-6)
+    dec = decode_heatmaps(hm, num_joints=1)
+    assert abs(dec[0, 0] - x) < 0.15 and abs(dec[0, 1] - y) < 0.15
+    assert dec[0, 2] > 0.6
+
+
+def test_decode_handles_nan_and_batches():
+    hm = np.zeros((2, 16, 16, 3), np.float32)
+    hm[0, 4, 9, 0] = 0.8
+    hm[1, ..., 1] = np.nan
+    out = decode_heatmaps(hm)
+    assert out.shape == (2, 2, 3)
+    assert tuple(out[0, 0, :2]) == (9.0, 4.0) and out[0, 0, 2] == pytest.approx(0.8)
+    assert out[1, 1, 2] == 0.0 and np.isfinite(out).all()
+
+
+def test_grid_input_conversions_are_inverse():
+    pts = np.array([[0.0, 0.0], [12.3, 45.6]])
+    np.testing.assert_allclose(input_to_grid(grid_to_input(pts, 8), 8), pts)
+    assert grid_to_input(np.array([0.0]), 8)[0] == 3.5  # centre of the first 8-pixel cell
+
+
+@settings(max_examples=50, deadline=None)
+@given(cx=st.floats(-50, 700), cy=st.floats(-50, 500), side=st.floats(20, 900), angle=st.floats(-180, 180))
+def test_crop_transform_round_trip(cx, cy, side, angle):
+    tr = CropTransform(CropBox(cx, cy, side, angle), 96)
+    pts = np.array([[cx, cy], [10.0, 20.0], [cx + side / 3, cy - side / 4]])
+    np.testing.assert_allclose(tr.to_frame(tr.to_input(pts)), pts, atol=1e-6)
+    np.testing.assert_allclose(tr.to_input(np.array([[cx, cy]]))[0], [47.5, 47.5], atol=1e-6)
+
+
+@pytest.mark.parametrize("w,h", [(640, 360), (300, 500)])
+def test_crop_pixels_land_where_the_transform_says(w, h):
+    frame = np.zeros((h, w, 3), np.uint8)
+    frame[100:104, 200:204] = 255  # a bright 4x4 square centred at (201.5, 101.5)
+    for box in (CropBox.letterbox(w, h), CropBox(220, 120, 100, 30.0)):
+        tr = CropTransform(box, 128)
+        crop = tr.apply(frame)
+        assert crop.shape == (128, 128, 3)
+        diff = crop[..., 0].astype(float) - tr.apply(np.zeros_like(frame))[..., 0]
+        ys, xs = np.nonzero(diff > 5)
+        weights = diff[ys, xs]
+        centre = np.array([np.average(xs, weights=weights), np.average(ys, weights=weights)])
+        np.testing.assert_allclose(centre, tr.to_input(np.array([[201.5, 101.5]]))[0], atol=0.6)
+    # Outside the frame is padded with the port's grey.
+    assert CropTransform(CropBox.letterbox(w, h), 64).apply(frame)[0 if w > h else 32, 0 if h > w else 32, 0] == 128
+
+
+def test_estimator_maps_peaks_back_to_frame_pixels(tiny_spec):
+    """Force a known heatmap through the real decode path: the joint must land on the frame pixel that the
+    crop maps to that heatmap cell, whatever the crop."""
+    model = build_cpm(tiny_spec)
+    est = PoseEstimator(model, ModelCard.for_spec(tiny_spec))
+    frame = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    res = est.predict(frame)
+    assert res.keypoints.shape == (21, 3) and res.heatmaps.shape == (2, 8, 8, 22)
+    assert set(res.timings) == {"preprocess", "model", "decode"}
+    hm = np.zeros_like(res.heatmaps)
+    hm[-1, 2, 5, 0] = 0.9  # joint 0 peaks at grid cell (x=5, y=2)
+    crop = CropBox(100, 80, 120)
+    r2 = est._result(hm, est.transform_for(frame, crop), {})
+    expected = CropTransform(crop, 64).to_frame(grid_to_input(np.array([[5.0, 2.0]]), 8))[0]
+    np.testing.assert_allclose(r2.keypoints[0, :2], expected, atol=1e-4)
+    assert r2.keypoints[0, 2] == pytest.approx(0.9)
+    # Batched and single paths agree.
+    batch = est.predict_batch([frame, frame[:, ::-1].copy()], [None, crop])
+    np.testing.assert_allclose(batch[0].heatmaps, res.heatmaps, atol=1e-5)
+    assert len(batch) == 2 and batch[1].crop.box == crop
+
+
+def test_default_model_loads_and_says_it_is_untrained():
+    est = PoseEstimator.default(warm_up=False)
+    assert est.card.skeleton.name == "hand21"
+    if not est.card.trained:
+        assert "UNTRAINED" in est.card.summary()
