@@ -51,7 +51,7 @@ def main(paths: list[str]) -> int:
             lab = read_dataset(Path(tmp) / "labels")
             write_dataset(lab, Path(tmp) / "labels" / "via_labels.json", "coco")
             again = read_dataset(Path(tmp) / "labels" / "via_labels.json")
-            core = dataset_differences(ds, again, images=False, sample_extras=False, extras=False)
+            core = dataset_differences(ds, again, images=False, sample_extras=False, extras=False, by_name=True)
             _report("COCO -> labels -> COCO (positions, vis, bbox)", core, time.perf_counter() - t)
             lost_extras = sum(1 for _, i in ds.instances() if i.extras)
             occluded = sum(int((i.visibility == 1).sum()) for _, i in ds.instances())

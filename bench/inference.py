@@ -20,7 +20,7 @@ import tensorflow as tf  # noqa: E402
 
 from cpm_core.estimator import PoseEstimator  # noqa: E402
 from cpm_core.model_card import ModelCard  # noqa: E402
-from cpm_core.network import build_cpm  # noqa: E402
+from cpm_core.network import build_cpm, cpu_has_fast_bfloat16  # noqa: E402
 from cpm_core.spec import PRESETS  # noqa: E402
 
 
@@ -36,9 +36,9 @@ def matmul_gflops(n: int = 2048, repeats: int = 15) -> float:
     return 2 * n**3 / np.median(times) / 1e9
 
 
-def time_preset(name: str, seconds: float) -> dict:
+def time_preset(name: str, seconds: float, precision: str) -> dict:
     spec = PRESETS[name]
-    est = PoseEstimator(build_cpm(spec), ModelCard.for_spec(spec))
+    est = PoseEstimator(build_cpm(spec), ModelCard.for_spec(spec), precision=precision)
     x = np.random.default_rng(0).integers(0, 255, (1, spec.input_size, spec.input_size, 3), dtype=np.uint8)
     for _ in range(2):
         est.run_raw(x)
@@ -55,7 +55,7 @@ def time_preset(name: str, seconds: float) -> dict:
         t = time.perf_counter()
         est.predict(frame)
         full.append(time.perf_counter() - t)
-    return {"preset": name, "gflops": spec.gflops(), "median_ms": med * 1e3,
+    return {"preset": name, "precision": precision, "gflops": spec.gflops(), "median_ms": med * 1e3,
             "p90_ms": float(np.percentile(times, 90)) * 1e3, "fps": 1 / med,
             "predict_ms": float(np.median(full)) * 1e3, "achieved": spec.gflops() / med, "n": len(times)}
 
@@ -64,22 +64,24 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", default=",".join(PRESETS))
     ap.add_argument("--seconds", type=float, default=8.0, help="timing budget per preset")
+    ap.add_argument("--precisions", default="float32,bfloat16")
     args = ap.parse_args()
     before = matmul_gflops()
-    rows = [time_preset(p, args.seconds) for p in args.presets.split(",")]
+    rows = [time_preset(p, args.seconds, prec) for p in args.presets.split(",")
+            for prec in args.precisions.split(",")]
     after = matmul_gflops()
     mm = (before + after) / 2
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"TF {tf.__version__}, numpy {np.__version__}; numpy float32 matmul {mm:.0f} GFLOP/s "
-          f"(before {before:.0f}, after {after:.0f})")
+          f"(before {before:.0f}, after {after:.0f}); AMX bfloat16: {cpu_has_fast_bfloat16()}")
     print("model-only latency = PoseEstimator's compiled tf.function at batch 1 (uint8 in, heatmaps out); "
           "predict = + crop of a 640x480 frame and decoding")
-    head = (f"| {'preset':<20} | GFLOPs | median ms | p90 ms | frames/s | predict ms | GFLOP/s | "
+    head = (f"| {'preset':<20} | precision | GFLOPs | median ms | p90 ms | frames/s | predict ms | GFLOP/s | "
             "vs matmul | runs |")
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
     for r in rows:
-        print(f"| {r['preset']:<20} | {r['gflops']:6.1f} | {r['median_ms']:9.1f} | {r['p90_ms']:6.1f} | "
+        print(f"| {r['preset']:<20} | {r['precision']:<9} | {r['gflops']:6.1f} | {r['median_ms']:9.1f} | {r['p90_ms']:6.1f} | "
               f"{r['fps']:8.1f} | {r['predict_ms']:10.1f} | {r['achieved']:7.0f} | {r['achieved'] / mm:8.0%} | "
               f"{r['n']:4d} |")
 

@@ -44,13 +44,22 @@ class CentreMap(keras.layers.Layer):
         return {**super().get_config(), "input_size": self.input_size, "stride": self.stride}
 
 
-def _conv(c: ConvDef) -> keras.layers.Conv2D:
+def _conv(c: ConvDef, policy: str) -> keras.layers.Conv2D:
     return keras.layers.Conv2D(c.filters, c.kernel, padding="same", activation="relu" if c.relu else None,
-                               name=c.keras_name)
+                               name=c.keras_name, dtype=policy)
 
 
-def build_cpm(spec: ModelSpec) -> keras.Model:
+def dtype_policy(precision: str) -> str:
+    """Keras dtype policy for a compute precision. bfloat16 keeps float32 variables (weights load and save
+    unchanged) and computes in bfloat16, which AMX-capable CPUs run about ten times faster."""
+    if precision not in ("float32", "bfloat16"):
+        raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
+    return "mixed_bfloat16" if precision == "bfloat16" else "float32"
+
+
+def build_cpm(spec: ModelSpec, precision: str = "float32") -> keras.Model:
     """Build the CPM of `spec`: input (batch, S, S, 3) normalised image -> (batch, stages, h, w, J)."""
+    policy = dtype_policy(precision)
     image = keras.Input((spec.input_size, spec.input_size, 3), name="image")
     x = image
     features = None
@@ -61,7 +70,7 @@ def build_cpm(spec: ModelSpec) -> keras.Model:
     for item in spec.conv_plan():
         if item == "P":
             pools += 1
-            x = keras.layers.MaxPooling2D(2, 2, padding="same", name=f"sub_stages__pool{pools}")(x)
+            x = keras.layers.MaxPooling2D(2, 2, padding="same", name=f"sub_stages__pool{pools}", dtype=policy)(x)
             continue
         if isinstance(item, str) and item.startswith("STAGE"):
             if stage == 0:
@@ -75,13 +84,13 @@ def build_cpm(spec: ModelSpec) -> keras.Model:
                 parts = [stage_outputs[-1], features]
                 if spec.centre_map:
                     if centre is None:
-                        centre = CentreMap(spec.input_size, spec.stride, name="centre_map")(features)
+                        centre = CentreMap(spec.input_size, spec.stride, name="centre_map", dtype=policy)(features)
                     parts.append(centre)
-                x = keras.layers.Concatenate(axis=-1, name=f"stage_{stage}__concat")(parts)
+                x = keras.layers.Concatenate(axis=-1, name=f"stage_{stage}__concat", dtype=policy)(parts)
             continue
-        x = _conv(item)(x)
+        x = _conv(item, policy)(x)
     stage_outputs.append(x)
-    heatmaps = _Stack(name="stage_heatmaps")(stage_outputs)
+    heatmaps = _Stack(name="stage_heatmaps", dtype="float32")(stage_outputs)
     return keras.Model(image, heatmaps, name=spec.name.replace("-", "_"))
 
 
@@ -90,7 +99,7 @@ class _Stack(keras.layers.Layer):
     """Stacks the per-stage heatmaps along a new stage axis."""
 
     def call(self, tensors):
-        return tf.stack(tensors, axis=1)
+        return tf.stack([tf.cast(t, self.compute_dtype) for t in tensors], axis=1)
 
 
 def layer_weights(model: keras.Model) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -101,3 +110,25 @@ def layer_weights(model: keras.Model) -> dict[str, tuple[np.ndarray, np.ndarray]
             k, b = layer.get_weights()
             out[layer.name.replace("__", "/")] = (k, b)
     return out
+
+
+def cpu_has_fast_bfloat16() -> bool:
+    """True on CPUs with AMX bfloat16 tiles, where oneDNN runs bfloat16 convolutions far faster than float32."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return "amx_bf16" in line.split()
+    except OSError:
+        pass
+    return False
+
+
+def with_precision(model: keras.Model, spec: ModelSpec, precision: str) -> keras.Model:
+    """The same weights in a model built for another compute precision (or `model` itself if it matches)."""
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    if all(layer.compute_dtype == precision for layer in convs):
+        return model
+    clone = build_cpm(spec, precision)
+    clone.set_weights(model.get_weights())
+    return clone

@@ -146,3 +146,17 @@ def test_default_model_loads_and_says_it_is_untrained():
     assert est.card.skeleton.name == "hand21"
     if not est.card.trained:
         assert "UNTRAINED" in est.card.summary()
+
+
+def test_bfloat16_estimator_matches_float32(tiny_spec):
+    """The bfloat16 path shares the float32 weights and stays within bfloat16 rounding of the float32 maps."""
+    model = build_cpm(tiny_spec)
+    card = ModelCard.for_spec(tiny_spec)
+    f32 = PoseEstimator(model, card, precision="float32")
+    b16 = PoseEstimator(model, card, precision="bfloat16")
+    assert f32.model is model and b16.model is not model
+    x = np.random.default_rng(3).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
+    a, b = f32.run_raw(x), b16.run_raw(x)
+    assert b.dtype == np.float32
+    assert np.abs(a - b).max() <= 0.03 * (np.abs(a).max() + 1e-6)
+    assert np.abs(a - b).max() > 0  # really computed in another precision
