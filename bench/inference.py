@@ -81,7 +81,8 @@ def main() -> None:
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
     for r in rows:
-        print(f"| {r['preset']:<20} | {r['precision']:<9} | {r['gflops']:6.1f} | {r['median_ms']:9.1f} | {r['p90_ms']:6.1f} | "
+        print(f"| {r['preset']:<20} | {r['precision']:<9} | {r['gflops']:6.1f} | {r['median_ms']:9.1f} | "
+              f"{r['p90_ms']:6.1f} | "
               f"{r['fps']:8.1f} | {r['predict_ms']:10.1f} | {r['achieved']:7.0f} | {r['achieved'] / mm:8.0%} | "
               f"{r['n']:4d} |")
 
