@@ -15,6 +15,10 @@ COMMAND_MODULES = [
     "cpm_core.infer",
     "cpm_core.weights.commands",
     "cpm_core.dataset.commands",
+    "training.train",
+    "training.distill",
+    "training.export",
+    "training.evaluate",
 ]
 
 

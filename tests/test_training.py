@@ -1,0 +1,198 @@
+"""Training as a process: config, augmentation geometry, the port's loss, and real `cpm train` runs that
+stream the JSON-lines protocol, stop cleanly on request, resume after a kill, and run under
+MirroredStrategy on two logical CPU devices."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cpm_core.skeleton import BODY_14, HAND_21
+from training.config import AugmentConfig, load_config
+from training.data import SubjectCache, make_pipeline
+from training.events import parse_line
+from training.loop import stage_l2
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_COCO = ROOT / "tests" / "fixtures" / "dataset" / "tiny_coco" / "tiny.json"
+
+
+def write_config(tmp_path: Path, steps: int, **train) -> Path:
+    settings = {"batch": 4, "steps": steps, "lr": 0.003, "log_every": 2, "eval_every": 10, "checkpoint_every": 10,
+                "precision": "float32", **train}
+    body = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(f"""
+output = "out"
+[data]
+train = ["{TINY_COCO}"]
+val = ["{TINY_COCO}"]
+margin = 1.5
+[model]
+preset = "hand-rt-128x3"
+spec = {{ input_size = 64, stages = 2, width = 0.125 }}
+[train]
+{body}
+""")
+    return cfg
+
+
+def test_config_overrides_and_errors(tmp_path):
+    cfg = load_config(write_config(tmp_path, 5), ["train.steps=7", "augment.flip=true", "train.optimizer=rmsprop"])
+    assert cfg.train.steps == 7 and cfg.augment.flip is True and cfg.train.optimizer == "rmsprop"
+    assert cfg.output_dir == (tmp_path / "out").resolve()
+    spec = cfg.model_spec(21)
+    assert (spec.input_size, spec.stages, spec.stride) == (64, 2, 4)
+    with pytest.raises(ValueError, match="unknown setting 'stepz'"):
+        load_config(None, ["train.stepz=3"])
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train\nsteps=")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        load_config(bad)
+
+
+@pytest.mark.parametrize("skeleton", [HAND_21, BODY_14])
+def test_augmented_targets_sit_on_the_warped_pixels(skeleton):
+    """Draw each joint as a distinct bright dot; after rotation/scale/shift/flip, the target peak of joint j
+    must sit on the dot that was joint j's (flip pairs swapped for the body)."""
+    res, size = 96, 64
+    j = skeleton.num_joints
+    rng = np.random.default_rng(0)
+    kp = rng.uniform(30, 66, (j, 2)).astype(np.float32)
+    images, kps = [], []
+    for joint in range(j):
+        img = np.zeros((res, res, 3), np.uint8)
+        x, y = np.round(kp[joint]).astype(int)
+        img[y - 1:y + 2, x - 1:x + 2] = 255
+        images.append(img)
+        kps.append(kp)
+    vis = np.full((j, j), 2, np.int32)
+    cache = SubjectCache(np.stack(images), np.stack(kps), vis, [None] * j, np.ones(j), [""] * j, skeleton)
+    aug = AugmentConfig(rotation=180, scale=(0.8, 1.2), translate=0.1, flip=True, brightness=0, contrast=0,
+                        saturation=0)
+    ds = make_pipeline(cache, size, 4, j, aug, cache_scale=1.5, shuffle=False, repeat=False)
+    images_b, targets, mask = next(iter(ds))
+    perm = skeleton.flip_permutation()
+    for i in range(j):
+        img = images_b[i].numpy()[..., 0] + 0.5
+        dot = np.array(np.unravel_index(np.argmax(img), img.shape))[::-1] * 1.0  # (x, y) of the bright dot
+        hm = targets[i].numpy()
+        # Joint i's dot became target channel i, or its flip partner's channel if the sample was flipped.
+        peaks = {c: np.array(np.unravel_index(np.argmax(hm[..., c]), hm.shape[:2]))[::-1] * 4 + 1.5
+                 for c in {i, perm[i]}}
+        assert min(np.linalg.norm(p - dot) for p in peaks.values()) <= 4.5, (i, dot, peaks)
+    assert mask.numpy().min() == 1.0
+
+
+def test_stage_l2_is_the_ports_loss():
+    rng = np.random.default_rng(1)
+    pred = rng.normal(size=(2, 3, 4, 4, 5)).astype(np.float32)
+    tgt = rng.normal(size=(2, 4, 4, 5)).astype(np.float32)
+    mask = np.ones((2, 5), np.float32)
+    mask[1, 2] = 0
+    got = stage_l2(tf.constant(pred), tf.constant(tgt), tf.constant(mask), 2).numpy()
+    diff = (pred - tgt[:, None]) * mask[:, None, None, None, :]
+    np.testing.assert_allclose(got, (diff ** 2).sum(axis=(0, 2, 3, 4)) / 2 / 2, rtol=1e-5)
+
+
+def _cpm(args: list[str], cwd: Path, env_extra: dict | None = None, **kw) -> subprocess.Popen:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", **(env_extra or {})}
+    return subprocess.Popen([sys.executable, "-m", "training.cli", *args], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.PIPE, **kw)
+
+
+def _events(proc: subprocess.Popen, until=None, timeout: float = 120) -> list[dict]:
+    out = []
+    deadline = time.time() + timeout
+    for line in proc.stdout:
+        ev = parse_line(line)
+        assert ev is not None, f"non-protocol line on stdout: {line!r}"
+        out.append(ev)
+        if until and until(ev):
+            break
+        assert time.time() < deadline, "training took too long"
+    return out
+
+
+def test_train_streams_events_and_learns(tmp_path):
+    proc = _cpm(["train", str(write_config(tmp_path, 40)), "--set", "train.eval_every=20"], ROOT)
+    events = _events(proc)
+    proc.wait(timeout=60)
+    assert proc.returncode == 0, proc.stderr.read()
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "done" and "checkpoint" in kinds and "eval" in kinds
+    steps = [e for e in events if e["event"] == "step"]
+    assert len(steps) == 20 and len(steps[0]["loss_per_stage"]) == 2
+    assert np.mean([s["loss"] for s in steps[-3:]]) < np.mean([s["loss"] for s in steps[:3]])
+    done = events[-1]
+    model_dir = Path(done["model"])
+    card = json.loads((model_dir / "card.json").read_text())
+    assert card["trained"] and card["provenance"]["steps"] == 40 and "pck@0.2" in card["metrics"]
+    assert (tmp_path / "out" / "metrics.csv").read_text().count("\n") > 20
+
+
+def test_stop_on_stdin_checkpoints_then_done(tmp_path):
+    proc = _cpm(["train", str(write_config(tmp_path, 100000, checkpoint_every=100000, eval_every=0))], ROOT)
+    first = _events(proc, until=lambda e: e["event"] == "step")
+    proc.stdin.write("stop\n")
+    proc.stdin.flush()
+    rest = _events(proc)
+    proc.wait(timeout=60)
+    assert proc.returncode == 0
+    ckpt = [e for e in rest if e["event"] == "checkpoint"]
+    assert ckpt and ckpt[-1]["reason"] == "stop"
+    assert rest[-1]["event"] == "done" and rest[-1]["stopped"] is True
+    assert rest[-1]["step"] >= first[-1]["step"]
+
+
+def test_resume_after_kill_continues_from_checkpoint(tmp_path):
+    cfg = write_config(tmp_path, 100000, eval_every=0)
+    proc = _cpm(["train", str(cfg)], ROOT)
+    events = _events(proc, until=lambda e: e["event"] == "checkpoint")
+    proc.kill()
+    proc.wait(timeout=30)
+    saved = events[-1]["step"]
+    assert saved == 10
+    proc = _cpm(["train", str(cfg), "--resume", "--set", "train.steps=14"], ROOT)
+    events = _events(proc)
+    proc.wait(timeout=60)
+    start = events[0]
+    assert start["event"] == "start" and start["start_step"] == saved and start["resumed_from"].endswith("ckpt-10")
+    assert [e["step"] for e in events if e["event"] == "step"] == [12, 14]
+    assert events[-1]["event"] == "done" and events[-1]["step"] == 14
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    cfg = write_config(tmp_path, 6, strategy="mirrored", checkpoint_every=6, eval_every=0)
+    script = (
+        "import tensorflow as tf, sys\n"
+        "cpu = tf.config.list_physical_devices('CPU')[0]\n"
+        "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n"
+        "from training.cli import main\n"
+        f"sys.exit(main(['train', {str(cfg)!r}]))\n"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, text=True, capture_output=True,
+                         timeout=180)
+    assert res.returncode == 0, res.stderr[-2000:]
+    events = [parse_line(line) for line in res.stdout.splitlines()]
+    assert events[0]["replicas"] == 2 and events[0]["strategy"] == "mirrored"
+    assert events[-1]["event"] == "done" and events[-1]["step"] == 6
+
+
+def test_bad_config_reports_error_event(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[data]\ntrain = ["does/not/exist.json"]\n')
+    proc = _cpm(["train", str(cfg)], ROOT)
+    events = _events(proc)
+    proc.wait(timeout=60)
+    assert proc.returncode == 1
+    assert events[-1]["event"] == "error" and "exist.json" in events[-1]["message"]

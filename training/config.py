@@ -1,0 +1,170 @@
+"""Run configuration: one TOML file per run, overridable from the command line (`--set train.steps=500`).
+
+Paths in the file are relative to the file's folder, so a recipe can be run from anywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cpm_core.spec import ModelSpec, get_preset
+
+
+@dataclass
+class DataConfig:
+    train: list[str] = field(default_factory=list)
+    val: list[str] = field(default_factory=list)
+    val_split: float = 0.0  # fraction of train held out when no val set is given
+    margin: float = 1.6  # crop side = margin x the longer side of the subject's box
+    cache_scale: float = 1.6  # cached crops are this much larger than the training crop (room to augment)
+    min_joints: int = 3  # instances with fewer labelled joints are skipped
+
+
+@dataclass
+class ModelConfig:
+    preset: str = "hand-rt-128x3"
+    spec: dict = field(default_factory=dict)  # overrides of the preset's fields (input_size, stages, width, ...)
+    init: str = ""  # weights to start from (any format load_model reads)
+    skeleton: str = ""  # default: the dataset's skeleton
+
+
+@dataclass
+class TrainConfig:
+    batch: int = 16
+    steps: int = 1000
+    optimizer: str = "adam"  # adam | adamw | rmsprop (the port)
+    lr: float = 1e-3
+    schedule: str = "cosine"  # cosine | exponential (the port: x0.5 every 10k steps) | constant
+    decay_steps: int = 10000
+    decay_rate: float = 0.5
+    warmup_steps: int = 0
+    weight_decay: float = 1e-4  # adamw only
+    precision: str = "auto"  # auto | float32 | bfloat16
+    strategy: str = "default"  # default | mirrored | multiworker (TF_CONFIG)
+    log_every: int = 10
+    eval_every: int = 250
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 3
+    sigma: float = 1.0  # Gaussian target width in heatmap cells
+    seed: int = 0
+
+
+@dataclass
+class AugmentConfig:
+    rotation: float = 180.0  # max |angle| in degrees; hands appear at every angle
+    scale: tuple[float, float] = (0.75, 1.25)
+    translate: float = 0.1  # max shift as a fraction of the crop side
+    flip: bool = False  # a horizontal flip swaps left/right joints where the skeleton has pairs
+    brightness: float = 0.2
+    contrast: float = 0.3
+    saturation: float = 0.3
+
+
+@dataclass
+class DistillConfig:
+    teacher: str = ""  # a CPM model (any format) or a .tflite keypoint model
+    stage_map: list[int] = field(default_factory=list)  # teacher stage (1-based) for each student stage
+    alpha: float = 0.0  # weight of the ground-truth loss where labels exist
+    confidence: float = 0.5  # keypoint teachers: frames whose presence score is lower are skipped
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    output: str = "runs/latest"
+    name: str = ""
+    base_dir: str = "."  # folder relative paths are resolved against (the config file's folder)
+
+    def resolve(self, p: str) -> str:
+        return str(p) if not p or Path(p).is_absolute() else str((Path(self.base_dir) / p).resolve())
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.resolve(self.output))
+
+    def model_spec(self, num_joints: int | None = None) -> ModelSpec:
+        spec = get_preset(self.model.preset) if self.model.preset else ModelSpec()
+        changes = dict(self.model.spec)
+        if num_joints is not None and "num_joints" not in changes:
+            changes["num_joints"] = num_joints
+        spec = spec.with_(**changes) if changes else spec
+        return spec
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "augment": AugmentConfig,
+             "distill": DistillConfig}
+
+
+def _coerce(cls, key: str, value: Any, where: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if key not in fields:
+        raise ValueError(f"{where}: unknown setting {key!r} (known: {', '.join(fields)})")
+    default = fields[key].default if fields[key].default is not dataclasses.MISSING else None
+    if isinstance(default, bool):
+        if isinstance(value, str):
+            return value.lower() in ("1", "true", "yes", "on")
+        return bool(value)
+    if isinstance(default, int) and not isinstance(default, bool):
+        return int(value)
+    if isinstance(default, float):
+        return float(value)
+    if isinstance(default, tuple):
+        return tuple(float(v) for v in value)
+    if key in ("train", "val") and isinstance(value, str):
+        return [value]
+    return value
+
+
+def _parse_value(text: str) -> Any:
+    """A command-line value as TOML would read it (numbers, booleans, lists), else the plain string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    raw: dict = {}
+    base = Path(".").resolve()
+    if path is not None:
+        p = Path(path)
+        try:
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ValueError(f"{p}: no such config file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{p}: not valid TOML ({exc})") from exc
+        base = p.resolve().parent
+    for item in overrides or []:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r}: expected section.key=value")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        target = raw
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = _parse_value(value.strip())
+    cfg = RunConfig(base_dir=str(base))
+    for key, value in raw.items():
+        if key in _SECTIONS:
+            if not isinstance(value, dict):
+                raise ValueError(f"[{key}] must be a table")
+            section = getattr(cfg, key)
+            for k, v in value.items():
+                setattr(section, k, _coerce(_SECTIONS[key], k, v, f"[{key}]"))
+        elif key in ("output", "name"):
+            setattr(cfg, key, str(value))
+        else:
+            raise ValueError(f"unknown top-level setting {key!r} (sections: {', '.join(_SECTIONS)}, output, name)")
+    return cfg

@@ -1,0 +1,205 @@
+"""tf.data pipelines: subjects cropped once around their boxes, then augmented and encoded in the graph.
+
+Decoding a 960-pixel JPEG costs more than a training step of a small CPM on two cores, so every labelled
+subject is cut out once (with room to rotate, zoom and shift) into an in-memory uint8 cache. Augmentation
+(one projective warp for rotation, scale, shift and flip, plus colour jitter) and the Gaussian targets run
+inside tf.data with parallel calls and prefetching, so the model is not kept waiting.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from cpm_core.dataset.formats import read_dataset
+from cpm_core.dataset.model import Dataset
+from cpm_core.preprocess import CropBox, CropTransform
+from cpm_core.skeleton import Skeleton
+from cpm_core.sources import SourceError, read_image
+from training.config import AugmentConfig
+
+
+@dataclass
+class SubjectCache:
+    """Cropped subjects: images (N, R, R, 3) uint8 BGR, keypoints (N, J, 2) in cache pixels, visibility (N, J),
+    the crop transforms (to map predictions back to the original images) and box sizes in original pixels."""
+
+    images: np.ndarray
+    keypoints: np.ndarray
+    visibility: np.ndarray
+    transforms: list[CropTransform]
+    box_sizes: np.ndarray
+    sources: list[str]
+    skeleton: Skeleton
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, idx: np.ndarray) -> SubjectCache:
+        return SubjectCache(self.images[idx], self.keypoints[idx], self.visibility[idx],
+                            [self.transforms[i] for i in idx], self.box_sizes[idx], [self.sources[i] for i in idx],
+                            self.skeleton)
+
+
+def load_datasets(paths: list[str]) -> Dataset:
+    """Read and concatenate datasets (they must share a joint count); image paths become absolute."""
+    if not paths:
+        raise ValueError("no dataset given")
+    merged: Dataset | None = None
+    for p in paths:
+        ds = read_dataset(p)
+        for s in ds.samples:
+            if s.data is None:
+                s.image = str(ds.image_path(s).resolve())
+        if merged is None:
+            merged = ds
+        elif ds.skeleton.num_joints != merged.skeleton.num_joints:
+            raise ValueError(f"{p}: {ds.skeleton.num_joints} joints, but {paths[0]} has "
+                             f"{merged.skeleton.num_joints}")
+        else:
+            merged.samples.extend(ds.samples)
+    return merged
+
+
+def _decode_sample(ds: Dataset, sample) -> np.ndarray:
+    if getattr(sample, "data", None) is not None:
+        import cv2
+
+        img = cv2.imdecode(np.frombuffer(sample.data, np.uint8), cv2.IMREAD_COLOR)
+        if img is None:
+            raise SourceError(f"{sample.image}: embedded image cannot be decoded")
+        return img
+    return read_image(ds.image_path(sample))
+
+
+def build_cache(ds: Dataset, input_size: int, margin: float, cache_scale: float, min_joints: int = 3,
+                log=None) -> SubjectCache:
+    """Cut every subject with at least `min_joints` labelled joints out of its image.
+
+    The cache crop has side margin * cache_scale * box side, at input_size * cache_scale pixels, so a training
+    crop of margin * box side at input_size pixels can be rotated and zoomed out inside it.
+    """
+    res = int(round(input_size * cache_scale))
+    images, kps, vis, transforms, sizes, sources = [], [], [], [], [], []
+    skipped = 0
+    for sample in ds.samples:
+        usable = [inst for inst in sample.instances if inst.num_labelled >= min_joints]
+        if not usable:
+            continue
+        try:
+            frame = _decode_sample(ds, sample)
+        except (SourceError, OSError) as exc:
+            skipped += 1
+            if log:
+                log(f"skipping {sample.image}: {exc}")
+            continue
+        for inst in usable:
+            x, y, w, h = inst.bbox
+            box = CropBox.around(x, y, x + w, y + h, margin * cache_scale)
+            tr = CropTransform(box, res)
+            images.append(tr.apply(frame))
+            kps.append(tr.to_input(inst.keypoints))
+            vis.append(inst.visibility.copy())
+            transforms.append(tr)
+            sizes.append(max(w, h, 1.0))
+            sources.append(str(sample.image))
+    if not images:
+        raise ValueError(f"no usable subjects (with >= {min_joints} labelled joints) in the dataset")
+    return SubjectCache(np.stack(images), np.stack(kps).astype(np.float32), np.stack(vis).astype(np.int32),
+                        transforms, np.asarray(sizes, np.float32), sources, ds.skeleton)
+
+
+def _gaussian_targets(grid_xy: tf.Tensor, visible: tf.Tensor, size: int, sigma: float) -> tf.Tensor:
+    """(J, 2) grid coordinates -> (size, size, J + 1) targets; absent joints get an all-zero map."""
+    coords = tf.range(size, dtype=tf.float32)
+    dx = coords[None, :] - grid_xy[:, 0:1]
+    dy = coords[None, :] - grid_xy[:, 1:2]
+    gx = tf.exp(-(dx * dx) / (2 * sigma * sigma))
+    gy = tf.exp(-(dy * dy) / (2 * sigma * sigma))
+    maps = gy[:, :, None] * gx[:, None, :] * tf.cast(visible, tf.float32)[:, None, None]
+    maps = tf.transpose(maps, [1, 2, 0])
+    bg = 1.0 - tf.reduce_max(maps, axis=-1, keepdims=True)
+    return tf.concat([maps, bg], axis=-1)
+
+
+def make_pipeline(cache: SubjectCache, input_size: int, stride: int, batch: int, augment: AugmentConfig | None,
+                  cache_scale: float, sigma: float = 1.0, shuffle: bool = True, repeat: bool = True,
+                  seed: int = 0) -> tf.data.Dataset:
+    """Batches of (normalised images (B, S, S, 3), targets (B, h, w, J+1), loss mask (B, J+1)).
+
+    Images are normalised as x / 256 - 0.5 in BGR order, the port's convention our model cards record.
+    """
+    res = cache.images.shape[1]
+    grid = input_size // stride
+    flip_perm = tf.constant(cache.skeleton.flip_permutation(), tf.int32)
+    # Flipping a hand turns a left hand into a right one with the same joint order (no pairs to swap); a body
+    # skeleton's left/right pairs are swapped through the flip permutation.
+    can_flip = bool(augment and augment.flip)
+    base_side = res / cache_scale  # training crop side, in cache pixels, at scale 1
+    centre_c = (res - 1) / 2.0
+    centre_o = (input_size - 1) / 2.0
+
+    def transform(image, kp, vis):
+        if augment is not None:
+            angle = tf.random.uniform([], -augment.rotation, augment.rotation) * (math.pi / 180.0)
+            scale = tf.random.uniform([], augment.scale[0], augment.scale[1])
+            shift = tf.random.uniform([2], -augment.translate, augment.translate) * base_side
+            flip = tf.random.uniform([]) < 0.5 if can_flip else tf.constant(False)
+        else:
+            angle, scale, shift, flip = 0.0, 1.0, tf.zeros([2]), tf.constant(False)
+        angle = tf.cast(angle, tf.float32)
+        a = base_side * tf.cast(scale, tf.float32) / input_size  # cache pixels per output pixel
+        c, s = tf.cos(angle), tf.sin(angle)
+        fx = tf.where(flip, -1.0, 1.0)
+        # output (u, v) -> cache (x, y): centre + a * R(angle) * F * ((u, v) - centre_o)
+        m00, m01 = a * c * fx, -a * s
+        m10, m11 = a * s * fx, a * c
+        cx, cy = centre_c + shift[0], centre_c + shift[1]
+        tx = cx - m00 * centre_o - m01 * centre_o
+        ty = cy - m10 * centre_o - m11 * centre_o
+        matrix = tf.stack([m00, m01, tx, m10, m11, ty, 0.0, 0.0])[None]
+        warped = tf.raw_ops.ImageProjectiveTransformV3(
+            images=tf.cast(image, tf.float32)[None], transforms=matrix, output_shape=[input_size, input_size],
+            fill_value=128.0, interpolation="BILINEAR", fill_mode="CONSTANT")[0]
+        # Keypoints: invert the 2x2 part.
+        det = m00 * m11 - m01 * m10
+        dxk, dyk = kp[:, 0] - tx, kp[:, 1] - ty
+        u = (m11 * dxk - m01 * dyk) / det
+        v = (-m10 * dxk + m00 * dyk) / det
+        kp_out = tf.stack([u, v], axis=-1)
+        kp_out = tf.cond(flip, lambda: tf.gather(kp_out, flip_perm), lambda: kp_out)
+        vis_out = tf.cond(flip, lambda: tf.gather(vis, flip_perm), lambda: vis)
+        if augment is not None:
+            warped = warped + tf.random.uniform([], -augment.brightness, augment.brightness) * 255.0
+            mean = tf.reduce_mean(warped)
+            warped = (warped - mean) * tf.random.uniform([], 1 - augment.contrast, 1 + augment.contrast) + mean
+            grey = tf.reduce_mean(warped, axis=-1, keepdims=True)
+            warped = (warped - grey) * tf.random.uniform([], 1 - augment.saturation, 1 + augment.saturation) + grey
+            warped = tf.clip_by_value(warped, 0.0, 255.0)
+        labelled = vis_out > 0
+        grid_xy = (kp_out + 0.5) / stride - 0.5
+        targets = _gaussian_targets(grid_xy, labelled, grid, sigma)
+        mask = tf.concat([tf.cast(labelled, tf.float32), tf.ones([1])], axis=0)
+        return warped / 256.0 - 0.5, targets, mask
+
+    ds = tf.data.Dataset.from_tensor_slices((cache.images, cache.keypoints, cache.visibility))
+    if shuffle:
+        ds = ds.shuffle(len(cache), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.map(transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    ds = ds.batch(batch, drop_remainder=repeat)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def eval_arrays(cache: SubjectCache, input_size: int, cache_scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Validation crops without augmentation: images (N, S, S, 3) uint8 BGR and keypoints (N, J, 2) in crop
+    pixels. The crop is the cache's central 1 / cache_scale, i.e. margin x the box, as in training at scale 1."""
+    res = cache.images.shape[1]
+    centre = (res - 1) / 2.0
+    tr = CropTransform(CropBox(centre, centre, res / cache_scale), input_size)
+    images = np.stack([tr.apply(im) for im in cache.images])
+    return images, tr.to_input(cache.keypoints.reshape(-1, 2)).reshape(cache.keypoints.shape).astype(np.float32)
