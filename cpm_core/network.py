@@ -49,6 +49,17 @@ def _conv(c: ConvDef, policy: str) -> keras.layers.Conv2D:
                                name=c.keras_name, dtype=policy)
 
 
+BN_SUFFIX = "__bn"
+
+
+def _conv_bn_relu(c: ConvDef, policy: str, x):
+    """Training-time variant: conv, batch norm, ReLU. Folded away on export (`fold_batch_norm`), so the
+    shipped model is the plain CPM of the port's layer plan."""
+    x = keras.layers.Conv2D(c.filters, c.kernel, padding="same", name=c.keras_name, dtype=policy)(x)
+    x = keras.layers.BatchNormalization(name=c.keras_name + BN_SUFFIX, dtype=policy)(x)
+    return keras.layers.ReLU(name=c.keras_name + "__relu", dtype=policy)(x)
+
+
 def dtype_policy(precision: str) -> str:
     """Keras dtype policy for a compute precision. bfloat16 keeps float32 variables (weights load and save
     unchanged) and computes in bfloat16, which AMX-capable CPUs run about ten times faster."""
@@ -88,7 +99,7 @@ def build_cpm(spec: ModelSpec, precision: str = "float32") -> keras.Model:
                     parts.append(centre)
                 x = keras.layers.Concatenate(axis=-1, name=f"stage_{stage}__concat", dtype=policy)(parts)
             continue
-        x = _conv(item, policy)(x)
+        x = _conv_bn_relu(item, policy, x) if spec.batch_norm and item.relu else _conv(item, policy)(x)
     stage_outputs.append(x)
     heatmaps = _Stack(name="stage_heatmaps", dtype="float32")(stage_outputs)
     return keras.Model(image, heatmaps, name=spec.name.replace("-", "_"))
@@ -132,3 +143,19 @@ def with_precision(model: keras.Model, spec: ModelSpec, precision: str) -> keras
     clone = build_cpm(spec, precision)
     clone.set_weights(model.get_weights())
     return clone
+
+
+def fold_batch_norm(model: keras.Model, spec: ModelSpec) -> tuple[keras.Model, ModelSpec]:
+    """A plain float32 CPM (no batch norm) computing what `model` computes at inference."""
+    plain_spec = spec.with_(batch_norm=False)
+    plain = build_cpm(plain_spec, "float32")
+    for conv in spec.convs():
+        kernel, bias = model.get_layer(conv.keras_name).get_weights()
+        if spec.batch_norm and conv.relu:
+            gamma, beta, mean, var = model.get_layer(conv.keras_name + BN_SUFFIX).get_weights()
+            eps = model.get_layer(conv.keras_name + BN_SUFFIX).epsilon
+            scale = gamma / np.sqrt(var + eps)
+            kernel = kernel * scale
+            bias = (bias - mean) * scale + beta
+        plain.get_layer(conv.keras_name).set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
+    return plain, plain_spec

@@ -50,6 +50,7 @@ class ModelSpec:
     trunk: str = "hand"  # "hand" or "body": the two trunk channel plans of the port
     width: float = 1.0  # multiplier on every hidden channel count (not on the heatmap channels)
     centre_map: bool = False
+    batch_norm: bool = False  # training only: folded into the convolutions when a model is exported
 
     def __post_init__(self) -> None:
         if self.stages < 2:

@@ -160,3 +160,22 @@ def test_bfloat16_estimator_matches_float32(tiny_spec):
     assert b.dtype == np.float32
     assert np.abs(a - b).max() <= 0.03 * (np.abs(a).max() + 1e-6)
     assert np.abs(a - b).max() > 0  # really computed in another precision
+
+
+def test_batch_norm_folds_into_a_plain_cpm(tiny_spec):
+    """Training with batch norm, shipping without: the folded model computes the same heatmaps."""
+    from cpm_core.network import fold_batch_norm
+
+    spec = tiny_spec.with_(batch_norm=True)
+    model = build_cpm(spec)
+    rng = np.random.default_rng(5)
+    for layer in model.layers:  # non-trivial statistics, as after training
+        if layer.name.endswith("__bn"):
+            g, b, m, v = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, g.shape), rng.normal(0, 0.1, b.shape),
+                               rng.normal(0, 0.1, m.shape), rng.uniform(0.5, 2, v.shape)])
+    plain, plain_spec = fold_batch_norm(model, spec)
+    assert not plain_spec.batch_norm and not any(layer.name.endswith("__bn") for layer in plain.layers)
+    x = rng.uniform(-0.5, 0.5, (2, 64, 64, 3)).astype(np.float32)
+    a, b = model(x, training=False).numpy(), plain(x).numpy()
+    np.testing.assert_allclose(a, b, atol=1e-4 * np.abs(a).max())

@@ -27,7 +27,7 @@ import tensorflow as tf
 from cpm_core.heatmaps import decode_heatmaps, grid_to_input
 from cpm_core.metrics import end_point_error, pck
 from cpm_core.model_card import ModelCard
-from cpm_core.network import build_cpm, cpu_has_fast_bfloat16
+from cpm_core.network import build_cpm, cpu_has_fast_bfloat16, fold_batch_norm
 from cpm_core.preprocess import Normalisation
 from cpm_core.spec import ModelSpec
 from cpm_core.weights import load_model, save_model
@@ -278,8 +278,8 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
                    "pck_per_joint": {j: (None if not math.isfinite(v) else round(float(v), 4))
                                      for j, v in zip(skeleton.joints, last_eval["pck_per_joint"])},
                    "val_subjects": int(len(val.images))}
-    export_model = model if precision == "float32" else _as_float32(model, spec)
-    card = ModelCard(spec=spec, skeleton=skeleton, normalisation=norm, name=cfg.name or out.name,
+    export_model, export_spec = fold_batch_norm(model, spec)
+    card = ModelCard(spec=export_spec, skeleton=skeleton, normalisation=norm, name=cfg.name or out.name,
                      description=f"Trained with `cpm {kind}` on {', '.join(cfg.data.train)}", trained=True,
                      provenance={"kind": kind, "data": cfg.data.train, "val": cfg.data.val, "steps": step,
                                  "wall_time_s": round(wall, 1), "machine": machine_note(), "precision": precision,
@@ -290,9 +290,3 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
     events.emit("done", step=step, model=str(model_dir), stopped=stop.is_set(), reason=stop.reason or "finished",
                 wall_time_s=wall, metrics=metrics)
     return model_dir
-
-
-def _as_float32(model: keras.Model, spec: ModelSpec) -> keras.Model:
-    clone = build_cpm(spec, "float32")
-    clone.set_weights(model.get_weights())
-    return clone
