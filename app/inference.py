@@ -221,7 +221,8 @@ class InferenceWorker(QThread):
         timings["worker"] = (time.perf_counter() - t0) * 1e3
         self.processed += 1
         pose = PoseFrame(
-            index=packet.index, generation=packet.generation, rgb=rgb, result=result, skeleton=estimator.card.skeleton, raw=raw, smoothed=smoothed,
+            index=packet.index, generation=packet.generation, rgb=rgb, result=result,
+            skeleton=estimator.card.skeleton, raw=raw, smoothed=smoothed,
             kalman=self._kalman, crop=result.crop.box, tracking=tracking, tracker_lost=lost,
             tracker_score=self._tracker.score, stage_max=stage_max, stage_conf=peaks.mean(axis=-1),
             joint_peaks=peaks[-1], latency_ms=(time.perf_counter() - packet.captured_at) * 1e3,

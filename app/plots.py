@@ -6,6 +6,8 @@ timeline is a joints x frames image, filled in as frames are processed, so weak 
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pyqtgraph as pg
 
@@ -13,6 +15,7 @@ from app.inference import PoseFrame
 from app.pose_overlay import jet_lut
 
 HISTORY = 300  # results kept in the stage plot
+REDRAW_S = 0.2  # plots need not move at video rate; redrawing them every frame costs the GUI thread
 LIVE_TIMELINE = 600  # columns of the rolling timeline for live / unknown-length sources
 
 
@@ -40,6 +43,9 @@ class ConfidencePlotsWidget(pg.GraphicsLayoutWidget):
         self._grid = np.zeros((0, 0), np.float32)
         self._frame_count: int | None = None
         self._lut = jet_lut()
+        self._last_redraw = 0.0
+        self._col = 0
+        self.autoscale = False  # colour the timeline over its own range, and fit the stage plot to the data
         self.reset(None)
 
     def reset(self, frame_count: int | None, show_timeline: bool = True) -> None:
@@ -53,6 +59,13 @@ class ConfidencePlotsWidget(pg.GraphicsLayoutWidget):
         self.timeline.clear()
         self.timeline_plot.setVisible(show_timeline)
 
+    def set_autoscale(self, on: bool) -> None:
+        self.autoscale = on
+        if on:
+            self.stage_plot.enableAutoRange(axis="y")
+        else:
+            self.stage_plot.setYRange(0, 1, padding=0.05)
+
     def _ensure_curves(self, stages: int) -> None:
         if len(self._curves) == stages:
             return
@@ -65,12 +78,26 @@ class ConfidencePlotsWidget(pg.GraphicsLayoutWidget):
         self._x = np.zeros(0)
 
     def add(self, pose: PoseFrame) -> None:
+        """Record one frame's confidences; the plots themselves redraw at most every REDRAW_S seconds."""
+        self._record(pose)
+        now = time.perf_counter()
+        if now - self._last_redraw >= REDRAW_S:
+            self._last_redraw = now
+            self.redraw()
+
+    def redraw(self) -> None:
+        for i, c in enumerate(self._curves):
+            c.setData(self._x, self._y[:, i])
+        if self.timeline_plot.isVisible() and self._grid.size:
+            levels = (0.0, max(float(self._grid.max()), 1e-12)) if self.autoscale else (0.0, 1.0)
+            self.timeline.setImage(self._grid, autoLevels=False, levels=levels, lut=self._lut)
+            self.cursor.setValue(self._col + 0.5)
+
+    def _record(self, pose: PoseFrame) -> None:
         conf = np.nan_to_num(np.asarray(pose.stage_conf, dtype=np.float64))
         self._ensure_curves(len(conf))
         self._x = np.append(self._x, pose.index)[-HISTORY:]
         self._y = np.vstack([self._y, conf])[-HISTORY:]
-        for i, c in enumerate(self._curves):
-            c.setData(self._x, self._y[:, i])
         if not self.timeline_plot.isVisible():
             return
         peaks = np.clip(np.nan_to_num(pose.joint_peaks), 0, 1).astype(np.float32)
@@ -87,5 +114,4 @@ class ConfidencePlotsWidget(pg.GraphicsLayoutWidget):
             grown[:, col] = peaks
             self._grid = grown
             self._frame_count = col + 1
-        self.timeline.setImage(self._grid, autoLevels=False, levels=(0.0, 1.0), lut=self._lut)
-        self.cursor.setValue(col + 0.5)
+        self._col = col

@@ -8,6 +8,7 @@ in pyqtgraph's VideoSpeedTest); every array a view needs was prepared by the inf
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pyqtgraph as pg
@@ -19,23 +20,30 @@ from cpm_core.skeleton import Skeleton
 
 JET = jet_lut()
 BACKGROUND = (30, 30, 30)
+TITLE_INTERVAL_S = 0.25  # a new title text re-lays the grid out: at video rate that alone stalls the GUI
 
 
-def _image_box(layout: pg.GraphicsLayout, row: int, col: int, **kwargs) -> tuple[pg.ViewBox, pg.ImageItem]:
-    vb = layout.addViewBox(row=row, col=col, **kwargs)
+def _image_plot(layout: pg.GraphicsLayout, row: int, col: int, title: str = "", **kwargs
+                ) -> tuple[pg.PlotItem, pg.ViewBox, pg.ImageItem]:
+    """An axis-less PlotItem holding one row-major ImageItem; the plot's title sizes itself, unlike a label."""
+    plot = layout.addPlot(row=row, col=col, title=title or None, **kwargs)
+    for axis in ("left", "bottom"):
+        plot.hideAxis(axis)
+    plot.hideButtons()
+    plot.setMenuEnabled(False)
+    vb = plot.getViewBox()
     vb.setAspectLocked(True)
     vb.invertY(True)
-    vb.setMenuEnabled(False)
     img = pg.ImageItem(axisOrder="row-major")
     vb.addItem(img)
-    return vb, img
+    return plot, vb, img
 
 
 class FramePanel:
-    """A frame with the pose on top, in one ViewBox (pan/zoom with the mouse, double-click... autorange)."""
+    """A frame with the pose on top, in one ViewBox (mouse pans and zooms)."""
 
-    def __init__(self, layout: pg.GraphicsLayout, row: int, col: int, **kwargs):
-        self.view, self.image = _image_box(layout, row, col, **kwargs)
+    def __init__(self, layout: pg.GraphicsLayout, row: int, col: int, title: str = "", **kwargs):
+        self.plot, self.view, self.image = _image_plot(layout, row, col, title, **kwargs)
         self.overlay: PoseOverlay | None = None
         self._shape: tuple[int, ...] | None = None
 
@@ -57,22 +65,42 @@ class FramePanel:
         self.ensure_overlay(pose.skeleton).update(keypoints, threshold)
 
 
+def heatmap_levels(heatmap: np.ndarray, autoscale: bool) -> tuple[float, float]:
+    """(0, 1) for a trained model's heatmaps; the tile's own range when auto-scaling (weak or untrained models
+    output values far below 1, which would all show as the colour map's bottom)."""
+    if autoscale:
+        finite = heatmap[np.isfinite(heatmap)]
+        if finite.size:
+            lo, hi = float(finite.min()), float(finite.max())
+            if hi > lo:
+                return lo, hi
+    return 0.0, 1.0
+
+
+def format_confidence(value: float) -> str:
+    """Two decimals for a trained model's peaks; scientific notation for the tiny values of untrained ones."""
+    return f"{value:.2f}" if abs(value) >= 0.01 or value == 0 else f"{value:.1e}"
+
+
 class HeatmapCell:
     """A titled, colour-mapped heatmap tile."""
 
     def __init__(self, layout: pg.GraphicsLayout, row: int, col: int):
-        self.label = layout.addLabel("", row=row, col=col, size="9pt")
-        self.view, self.image = _image_box(layout, row + 1, col)
+        self.plot, self.view, self.image = _image_plot(layout, row, col, " ")
         self.view.setMouseEnabled(False, False)
         self._shape: tuple[int, ...] | None = None
+        self._title = ""
+        self._title_at = 0.0
 
-    def show(self, heatmap: np.ndarray, title: str) -> None:
-        self.image.setImage(heatmap, autoLevels=False, levels=(0.0, 1.0), lut=JET)
+    def show(self, heatmap: np.ndarray, title: str, autoscale: bool = False) -> None:
+        self.image.setImage(heatmap, autoLevels=False, levels=heatmap_levels(heatmap, autoscale), lut=JET)
         if heatmap.shape != self._shape:
             self._shape = heatmap.shape
             self.view.autoRange(padding=0.0)
-        if self.label.text != title:
-            self.label.setText(title, size="9pt")
+        now = time.perf_counter()
+        if title != self._title and (not self._title or now - self._title_at >= TITLE_INTERVAL_S):
+            self._title, self._title_at = title, now
+            self.plot.setTitle(title, size="9pt")
 
 
 class PoseView(pg.GraphicsLayoutWidget):
@@ -85,6 +113,7 @@ class PoseView(pg.GraphicsLayoutWidget):
         self.setBackground(BACKGROUND)
         self.last: PoseFrame | None = None
         self.threshold = 0.1
+        self.autoscale = False  # heatmap tiles use their own range instead of [0, 1]
 
     def show_pose(self, pose: PoseFrame) -> None:
         self.last = pose
@@ -109,7 +138,7 @@ class SingleView(PoseView):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.panel = FramePanel(self.ci, 0, 0)
+        self.panel = FramePanel(self.ci, 0, 0, "frame and final pose")
 
     def _draw(self, pose: PoseFrame) -> None:
         self.panel.show(pose, pose.shown, self.threshold)
@@ -122,9 +151,8 @@ class StageGridView(PoseView):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.frame_label = self.ci.addLabel("final pose", row=0, col=0, size="10pt")
-        self.panel = FramePanel(self.ci, 1, 0)
-        self.grid = self.ci.addLayout(row=0, col=1, rowspan=2)
+        self.panel = FramePanel(self.ci, 0, 0, "frame and final pose")
+        self.grid = self.ci.addLayout(row=0, col=1)
         self.ci.layout.setColumnStretchFactor(0, 3)
         self.ci.layout.setColumnStretchFactor(1, 2)
         self.cells: list[HeatmapCell] = []
@@ -132,14 +160,15 @@ class StageGridView(PoseView):
     def _build(self, stages: int) -> None:
         self.grid.clear()
         cols = 2 if stages <= 4 else 3
-        self.cells = [HeatmapCell(self.grid, 2 * (i // cols), i % cols) for i in range(stages)]
+        self.cells = [HeatmapCell(self.grid, i // cols, i % cols) for i in range(stages)]
 
     def _draw(self, pose: PoseFrame) -> None:
         stages = pose.stage_max.shape[0]
         if len(self.cells) != stages:
             self._build(stages)
         for i, cell in enumerate(self.cells):
-            cell.show(pose.stage_max[i], f"stage {i + 1} \u00b7 mean peak {pose.stage_conf[i]:.2f}")
+            title = f"stage {i + 1} \u00b7 mean peak {format_confidence(pose.stage_conf[i])}"
+            cell.show(pose.stage_max[i], title, self.autoscale)
         self.panel.show(pose, pose.shown, self.threshold)
 
 
@@ -156,7 +185,7 @@ class JointsView(PoseView):
     def _build(self, joints: tuple[str, ...]) -> None:
         self.ci.clear()
         cols = math.ceil(math.sqrt(len(joints)))
-        self.cells = [HeatmapCell(self.ci, 2 * (i // cols), i % cols) for i in range(len(joints))]
+        self.cells = [HeatmapCell(self.ci, i // cols, i % cols) for i in range(len(joints))]
         self._joints = joints
 
     def _draw(self, pose: PoseFrame) -> None:
@@ -165,7 +194,7 @@ class JointsView(PoseView):
             self._build(joints)
         last = pose.result.heatmaps[-1]
         for j, cell in enumerate(self.cells):
-            cell.show(last[..., j], f"{joints[j]} {pose.joint_peaks[j]:.2f}")
+            cell.show(last[..., j], f"{joints[j]} {format_confidence(pose.joint_peaks[j])}", self.autoscale)
 
 
 class TrackerView(PoseView):
@@ -176,7 +205,7 @@ class TrackerView(PoseView):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.panel = FramePanel(self.ci, 0, 0)
+        self.panel = FramePanel(self.ci, 0, 0, "self-tracking crop and pose")
         self.raw_overlay: PoseOverlay | None = None
         self.box = pg.PlotCurveItem(pen=pg.mkPen((255, 220, 0), width=2, style=Qt.PenStyle.DashLine))
         self.box.setZValue(5)

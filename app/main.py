@@ -1,0 +1,124 @@
+"""`cpm-studio`: start the live pose viewer, or render N frames to a screenshot and quit (CI, docs, bug reports).
+
+The source is checked before TensorFlow is imported, so a bad path fails fast with one line on stderr and
+exit status 1 (2 for a model that cannot be loaded, 3 for a run that timed out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+EXIT_SOURCE, EXIT_MODEL, EXIT_TIMEOUT = 1, 2, 3
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="cpm-studio", description="Live 2D pose estimation with Convolutional Pose "
+                                "Machines: cameras, videos, images and image folders.")
+    p.add_argument("--source", help="video, image, image folder, or camera:N (default: the bundled sample)")
+    p.add_argument("--model", help="model folder, card.json, port .pkl or TF checkpoint (default: embedded hand)")
+    p.add_argument("--view", choices=("multi", "single", "joints", "tracker"), default="multi")
+    p.add_argument("--frames", type=int, default=None, help="render this many frames, then screenshot / quit")
+    p.add_argument("--screenshot", help="save a PNG of the whole window after --frames frames")
+    p.add_argument("--quit", action="store_true", help="exit after the frames are rendered (no dialogs)")
+    p.add_argument("--tracking", action="store_true", help="start with the self-tracking crop on")
+    p.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds with --quit")
+    args = p.parse_args(argv)
+    if args.frames is not None and args.frames < 1:
+        p.error("--frames must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # our SourceError says it in one line; FFmpeg's is noise
+
+    from app.frame_sources import open_source
+    from app.samples import default_sample
+    from cpm_core.sources import SourceError
+
+    source = args.source or default_sample()
+    if source is not None:
+        try:
+            open_source(source).close()
+        except SourceError as exc:
+            print(f"cpm-studio: {exc}", file=sys.stderr)
+            return EXIT_SOURCE
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from app.main_window import MainWindow
+    from cpm_core.estimator import PoseEstimator
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setOrganizationName("CPM Studio")
+    app.setApplicationName("cpm-studio")
+    try:
+        estimator = PoseEstimator.from_path(args.model) if args.model else PoseEstimator.default()
+    except Exception as exc:  # noqa: BLE001 - any load failure becomes one line
+        print(f"cpm-studio: cannot load model: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return EXIT_MODEL
+
+    window = MainWindow(estimator, quiet=args.quit)
+    window.set_view(args.view)
+    if args.tracking:
+        window.tracking_check.setChecked(True)
+    batch = args.quit or args.screenshot is not None or args.frames is not None
+    if batch:
+        window.loop_check.setChecked(False)  # a short clip ends instead of looping forever
+    if source is not None and not window.open_source(source, interactive=not args.quit):
+        if args.quit:
+            window.shutdown()
+            return EXIT_SOURCE
+    window.show()
+
+    status = {"rc": 0, "done": False}
+    if batch:
+        frames = args.frames or 30
+
+        def finish() -> None:
+            if status["done"]:
+                return
+            status["done"] = True
+            if args.screenshot:
+                window.update_readout()
+                QApplication.processEvents()
+                Path(args.screenshot).parent.mkdir(parents=True, exist_ok=True)
+                if not window.grab().save(args.screenshot, "PNG"):
+                    print(f"cpm-studio: cannot write {args.screenshot}", file=sys.stderr)
+                    status["rc"] = 1
+            if args.quit:
+                window.close()
+                app.exit(status["rc"])
+
+        def check() -> None:
+            if window.displayed >= frames:
+                QTimer.singleShot(100, finish)  # let the last frame paint
+            elif window.source_ended and window.worker.idle() and window.displayed > 0:
+                QTimer.singleShot(300, finish)  # the source had fewer frames
+
+        def timeout() -> None:
+            if not status["done"] and args.quit:
+                print(f"cpm-studio: timed out after {args.timeout:.0f}s with {window.displayed} of {frames} frames "
+                      f"shown ({window.last_error or 'no error reported'})", file=sys.stderr)
+                status["done"] = True
+                window.close()
+                app.exit(EXIT_TIMEOUT)
+
+        window.frameDisplayed.connect(lambda _n: check())
+        poll = QTimer(window)
+        poll.timeout.connect(check)
+        poll.start(100)
+        QTimer.singleShot(int(args.timeout * 1000), timeout)
+
+    rc = app.exec()
+    window.shutdown()
+    return rc or status["rc"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,682 @@
+"""MainWindow: wires sources, the capture and inference threads, the four views and the controls together.
+
+The window owns no per-frame work beyond drawing: frames arrive from the InferenceWorker as PoseFrames and only
+the newest one is drawn (a burst of results coalesces into one redraw). Every failure a user can cause, a bad
+file, a missing camera, weights that do not fit, ends as a message while the previous source and model keep
+working; message boxes never block (and are skipped entirely in quiet / --quit mode).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDockWidget,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QSlider,
+    QStackedWidget,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.cameras import list_cameras
+from app.capture import CaptureThread
+from app.frame_sources import FrameSource, SourceInfo, open_source
+from app.inference import InferenceWorker, PoseFrame
+from app.plots import ConfidencePlotsWidget
+from app.recording import Recorder
+from app.views import VIEW_CLASSES, PoseView, TrackerView
+from cpm_core.estimator import PoseEstimator
+from cpm_core.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, SourceError
+from cpm_core.weights import WeightsError, default_model_path, sniff_format
+
+VIEW_ORDER = ("multi", "single", "joints", "tracker")
+MAX_RECENT = 8
+MODEL_SUFFIXES = (".pkl", ".pickle", ".index", ".weights.h5")
+
+
+def looks_like_model(path: str | Path) -> bool:
+    """Whether a dropped path is weights rather than media (model folders, .pkl, checkpoints, card.json)."""
+    p = Path(path)
+    if p.is_dir():
+        return (p / "card.json").exists() or (p / "checkpoint").exists() or any(p.glob("*.index"))
+    return p.name == "card.json" or p.name.endswith(MODEL_SUFFIXES) or ".data-" in p.name
+
+
+def _log_slider(lo: float, hi: float, value: float) -> QSlider:
+    """A slider over log10 values in [lo, hi] (noise levels span orders of magnitude)."""
+    import math
+
+    s = QSlider(Qt.Orientation.Horizontal)
+    s.setRange(round(math.log10(lo) * 10), round(math.log10(hi) * 10))
+    s.setValue(round(math.log10(value) * 10))
+    return s
+
+
+class MainWindow(QMainWindow):
+    """The live pose viewer."""
+
+    frameDisplayed = Signal(int)  # number of frames drawn so far for the current source
+    sourceOpened = Signal(str)
+    modelChanged = Signal(str)
+
+    def __init__(self, estimator: PoseEstimator | None = None, settings: QSettings | None = None,
+                 quiet: bool = False, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("CPM Studio")
+        self.setAcceptDrops(True)
+        self.quiet = quiet
+        self.settings = settings if settings is not None else QSettings("CPM Studio", "cpm-studio")
+        self.last_error = ""
+        self.capture: CaptureThread | None = None
+        self.source_info: SourceInfo | None = None
+        self.source_ended = False
+        self.generation = 0
+        self.displayed = 0
+        self.recorder: Recorder | None = None
+        self._latest: PoseFrame | None = None
+        self._drawn: PoseFrame | None = None
+        self._draw_scheduled = False
+        self._realtime = True
+        self._draw_times: deque[float] = deque(maxlen=60)
+        self._capture_marks: deque[tuple[float, int]] = deque(maxlen=8)  # 2 s of readout ticks
+        self._shortcut_actions: list[QAction] = []
+
+        self.worker = InferenceWorker(estimator)
+        self.worker.resultReady.connect(self._on_result)
+        self.worker.modelLoaded.connect(self._on_model_loaded)
+        self.worker.modelFailed.connect(self._on_model_failed)
+        self.worker.frameFailed.connect(self._on_frame_failed)
+        self._model_interactive = False
+
+        self._build_views()
+        self._build_controls()
+        self._build_plots_and_card()
+        self._build_actions()
+        self._build_status()
+
+        self.worker.start()
+        if estimator is None:
+            self.load_model(default_model_path("hand"))
+        else:
+            self._on_model_loaded(estimator)
+        self._readout_timer = QTimer(self)
+        self._readout_timer.timeout.connect(self.update_readout)
+        self._readout_timer.start(250)
+        self.resize(1400, 900)
+        self.resizeDocks([self.plots_dock], [190], Qt.Orientation.Vertical)
+        self.resizeDocks([self.controls_dock], [320], Qt.Orientation.Horizontal)
+
+    # ------------------------------------------------------------------ building
+    def _build_views(self) -> None:
+        self.views: dict[str, PoseView] = {name: cls() for name, cls in VIEW_CLASSES.items()}
+        self.stack = QStackedWidget()
+        for name in VIEW_ORDER:
+            self.stack.addWidget(self.views[name])
+        self.setCentralWidget(self.stack)
+        self.view_name = "multi"
+
+    def _build_controls(self) -> None:
+        panel = QWidget()
+        form = QFormLayout(panel)
+        self.threshold_slider = QSlider(Qt.Orientation.Horizontal)
+        self.threshold_slider.setRange(0, 100)
+        self.threshold_slider.setValue(10)
+        self.threshold_label = QLabel("0.10")
+        self.threshold_slider.valueChanged.connect(self._on_threshold)
+        form.addRow("Confidence threshold", self.threshold_slider)
+        form.addRow("", self.threshold_label)
+
+        self.kalman_check = QCheckBox("Kalman smoothing (K)")
+        self.kalman_check.setChecked(True)
+        self.kalman_check.toggled.connect(self.worker.set_kalman)
+        form.addRow(self.kalman_check)
+        self.q_slider = _log_slider(1e-4, 1.0, 0.03)
+        self.r_slider = _log_slider(1e-2, 100.0, 1.0)
+        self.noise_label = QLabel()
+        self.q_slider.valueChanged.connect(self._on_noise)
+        self.r_slider.valueChanged.connect(self._on_noise)
+        form.addRow("Process noise q", self.q_slider)
+        form.addRow("Measurement noise r", self.r_slider)
+        form.addRow("", self.noise_label)
+        self._on_noise()
+
+        self.tracking_check = QCheckBox("Self-tracking crop (T)")
+        self.tracking_check.toggled.connect(self.worker.set_tracking)
+        form.addRow(self.tracking_check)
+        self.tracker_threshold = QDoubleSpinBox()
+        self.tracker_threshold.setRange(0.0, 50.0)
+        self.tracker_threshold.setSingleStep(0.1)
+        self.tracker_threshold.setValue(1.0)
+        self.tracker_threshold.setToolTip("The track is lost when the sum of the joints' heatmap peaks falls below")
+        self.tracker_threshold.valueChanged.connect(self.worker.set_tracker_threshold)
+        form.addRow("Lost below (sum of peaks)", self.tracker_threshold)
+        self.tracker_mode = QComboBox()
+        self.tracker_mode.addItems(TrackerView.MODES)
+        self.tracker_mode.currentTextChanged.connect(self.views["tracker"].set_mode)
+        form.addRow("Tracker view pose", self.tracker_mode)
+
+        self.autoscale_check = QCheckBox("Auto-scale heatmap colours")
+        self.autoscale_check.setToolTip("Colour each heatmap tile over its own range instead of [0, 1]: shows the "
+                                        "structure of weak or untrained models' outputs")
+        self.autoscale_check.toggled.connect(self._on_autoscale)
+        form.addRow(self.autoscale_check)
+
+        self.loop_check = QCheckBox("Loop video (L)")
+        self.loop_check.setChecked(True)
+        self.loop_check.toggled.connect(self._on_loop)
+        form.addRow(self.loop_check)
+
+        dock = QDockWidget("Controls", self)
+        dock.setObjectName("controls")
+        dock.setWidget(panel)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        self.controls_dock = dock
+
+    def _build_plots_and_card(self) -> None:
+        self.plots = ConfidencePlotsWidget()
+        self.plots.setMinimumHeight(170)
+        dock = QDockWidget("Confidence", self)
+        dock.setObjectName("confidence")
+        dock.setWidget(self.plots)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+        self.plots_dock = dock
+
+        card = QWidget()
+        lay = QVBoxLayout(card)
+        self.card_warning = QLabel()
+        self.card_warning.setWordWrap(True)
+        self.card_warning.setStyleSheet("color: white; background: #b00020; padding: 4px; font-weight: bold;")
+        self.card_label = QLabel()
+        self.card_label.setWordWrap(True)
+        self.card_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        lay.addWidget(self.card_warning)
+        lay.addWidget(self.card_label)
+        lay.addStretch(1)
+        dock = QDockWidget("Model card", self)
+        dock.setObjectName("model_card")
+        dock.setWidget(card)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        self.card_dock = dock
+
+    def _action(self, text: str, slot, shortcut: str | QKeySequence.StandardKey | None = None,
+                checkable: bool = False, checked: bool = False) -> QAction:
+        act = QAction(text, self)
+        if shortcut is not None:
+            act.setShortcut(QKeySequence(shortcut))
+            act.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            self._shortcut_actions.append(act)
+        act.setCheckable(checkable)
+        if checkable:
+            act.setChecked(checked)
+            act.toggled.connect(slot)
+        else:
+            act.triggered.connect(slot)
+        self.addAction(act)
+        return act
+
+    def _build_actions(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        file_menu.addAction(self._action("Open video or image…", lambda: self._open_dialog(False), "Ctrl+O"))
+        file_menu.addAction(self._action("Open image folder…", lambda: self._open_dialog(True), "Ctrl+Shift+O"))
+        self.camera_menu = file_menu.addMenu("Open camera")
+        self.camera_menu.aboutToShow.connect(self._fill_camera_menu)
+        self.recent_menu = file_menu.addMenu("Open recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        file_menu.addSeparator()
+        self.snapshot_action = self._action("Snapshot view to PNG…", lambda: self.snapshot(), "Ctrl+S")
+        self.record_action = self._action("Record video + keypoints…", self._on_record_toggled, "Ctrl+R",
+                                          checkable=True)
+        file_menu.addAction(self.snapshot_action)
+        file_menu.addAction(self.record_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self._action("Quit", self.close, "Ctrl+Q"))
+
+        model_menu = bar.addMenu("&Model")
+        model_menu.addAction(self._action("Load model file (.pkl, checkpoint, card.json)…",
+                                          lambda: self._model_dialog(False), "Ctrl+M"))
+        model_menu.addAction(self._action("Load model folder…", lambda: self._model_dialog(True), "Ctrl+Shift+M"))
+        model_menu.addSeparator()
+        for kind in ("hand", "body"):
+            model_menu.addAction(self._action(f"Embedded default ({kind})",
+                                              lambda _=False, k=kind: self.load_model(default_model_path(k), True)))
+
+        view_menu = bar.addMenu("&View")
+        self.view_group = QActionGroup(self)
+        self.view_actions: dict[str, QAction] = {}
+        views_bar = QToolBar("Views")
+        views_bar.setObjectName("views_toolbar")
+        for i, name in enumerate(VIEW_ORDER):
+            act = self._action(f"{VIEW_CLASSES[name].title} view", lambda _=False, n=name: self.set_view(n), str(i + 1),
+                               checkable=False)
+            act.setCheckable(True)
+            act.setChecked(name == self.view_name)
+            self.view_group.addAction(act)
+            view_menu.addAction(act)
+            views_bar.addAction(act)
+            self.view_actions[name] = act
+        view_menu.addSeparator()
+        self.kalman_action = self._action("Toggle Kalman smoothing", self.kalman_check.toggle, "K")
+        self.tracking_action = self._action("Toggle self-tracking crop", self.tracking_check.toggle, "T")
+        self.loop_action = self._action("Toggle loop", self.loop_check.toggle, "L")
+        self.realtime_action = self._action("Process every frame (no drops, slower than real time)",
+                                            lambda on: self.set_realtime(not on), checkable=True)
+        for act in (self.kalman_action, self.tracking_action, self.loop_action, self.realtime_action):
+            view_menu.addAction(act)
+        for dock in (self.controls_dock, self.card_dock, self.plots_dock):
+            view_menu.addAction(dock.toggleViewAction())
+        self.addToolBar(views_bar)
+
+        transport = QToolBar("Playback")
+        transport.setObjectName("playback_toolbar")
+        self.play_action = self._action("Play/Pause", self.toggle_play, "Space")
+        self.step_back_action = self._action("◀ Step", lambda: self.step(-1), "Left")
+        self.step_fwd_action = self._action("Step ▶", lambda: self.step(1), "Right")
+        self.rewind_action = self._action("Start", lambda: self.seek(0), "Home")
+        for act in (self.rewind_action, self.step_back_action, self.play_action, self.step_fwd_action):
+            transport.addAction(act)
+        self.seek_slider = QSlider(Qt.Orientation.Horizontal)
+        self.seek_slider.setMinimumWidth(300)
+        self.seek_slider.sliderMoved.connect(self.seek)
+        transport.addWidget(self.seek_slider)
+        self.position_label = QLabel(" – ")
+        self.position_label.setMinimumWidth(110)
+        transport.addWidget(self.position_label)
+        transport.addSeparator()
+        self.snapshot_action.setIconText("Snapshot")
+        self.record_action.setIconText("Record")
+        self.play_action.setIconText("Play/Pause")
+        transport.addAction(self.snapshot_action)
+        transport.addAction(self.record_action)
+        self.addToolBar(transport)
+
+        help_menu = bar.addMenu("&Help")
+        help_menu.addAction(self._action("Keyboard shortcuts", self.show_shortcuts, "F1"))
+        help_menu.addAction(self._action("About CPM Studio", self._about))
+
+    def _build_status(self) -> None:
+        self.readout = QLabel("capture – fps | inference – ms | display – fps")
+        self.model_badge = QLabel()
+        self.statusBar().addPermanentWidget(self.readout)
+        self.statusBar().addPermanentWidget(self.model_badge)
+
+    # ------------------------------------------------------------------ messages
+    def report_error(self, message: str, interactive: bool = False) -> None:
+        """Show a failure in the status bar and, where the user acted, in a non-blocking message box."""
+        self.last_error = message
+        self.statusBar().showMessage(message, 20000)
+        print(f"cpm-studio: {message}", file=sys.stderr)
+        if interactive and not self.quiet:
+            box = QMessageBox(QMessageBox.Icon.Warning, "CPM Studio", message, QMessageBox.StandardButton.Ok, self)
+            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            box.open()
+
+    def shortcut_list(self) -> list[tuple[str, str]]:
+        return [(a.shortcut().toString(QKeySequence.SequenceFormat.NativeText), a.text())
+                for a in self._shortcut_actions]
+
+    def show_shortcuts(self) -> None:
+        rows = "".join(f"<tr><td><b>{k}</b></td><td>{t}</td></tr>" for k, t in self.shortcut_list())
+        text = f"<table cellspacing=4>{rows}</table><p>Drop a video, image, folder or model onto the window.</p>"
+        box = QMessageBox(QMessageBox.Icon.Information, "Keyboard shortcuts", text, QMessageBox.StandardButton.Ok,
+                          self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        if not self.quiet:
+            box.open()
+        self.shortcuts_box = box
+
+    def _about(self) -> None:
+        if not self.quiet:
+            QMessageBox.about(self, "CPM Studio", "Live 2D pose estimation with Convolutional Pose Machines.")
+
+    # ------------------------------------------------------------------ sources
+    def open_source(self, spec: str | Path, interactive: bool = False) -> bool:
+        """Open a path or 'camera:N'; on failure keep the current source and report why."""
+        try:
+            source = open_source(spec)
+        except SourceError as exc:
+            self.report_error(str(exc), interactive)
+            return False
+        self.open_frame_source(source)
+        return True
+
+    def open_frame_source(self, source: FrameSource) -> None:
+        """Switch to an already opened source (the current one stops)."""
+        self._stop_capture()
+        self.generation += 1
+        self.worker.clear()
+        self.source_info = source.info
+        self.source_ended = False
+        self.displayed = 0
+        self._latest = None
+        cap = CaptureThread(source, self.worker.submit, self.generation, self.worker.wait_for_slot)
+        cap.positionChanged.connect(self._on_position)
+        cap.frameWarning.connect(self._on_frame_warning)
+        cap.sourceFailed.connect(self._on_source_failed)
+        cap.sourceEnded.connect(self._on_source_ended)
+        cap.set_loop(self.loop_check.isChecked())
+        cap.set_realtime(self._realtime)
+        self.capture = cap
+        info = source.info
+        self.seek_slider.setEnabled(info.seekable and (info.frame_count or 0) > 1)
+        self.seek_slider.setRange(0, max(0, (info.frame_count or 1) - 1))
+        self.seek_slider.setValue(0)
+        self.plots.reset(info.frame_count if info.kind in ("video", "folder") else None,
+                         show_timeline=info.kind in ("video", "folder", "camera"))
+        cap.start()
+        self._add_recent(info.label)
+        self.setWindowTitle(f"CPM Studio – {Path(info.label).name if info.kind != 'camera' else info.label}")
+        self.statusBar().showMessage(f"Opened {info.kind} {info.label}", 5000)
+        self.sourceOpened.emit(info.label)
+
+    def _stop_capture(self) -> None:
+        cap, self.capture = self.capture, None
+        if cap is not None:
+            for sig in (cap.positionChanged, cap.frameWarning, cap.sourceFailed, cap.sourceEnded):
+                sig.disconnect()
+            cap.stop()
+            cap.wait(3000)
+
+    def _open_dialog(self, folder: bool) -> None:
+        if folder:
+            path = QFileDialog.getExistingDirectory(self, "Open image folder")
+        else:
+            pattern = " ".join(f"*{s}" for s in sorted(VIDEO_SUFFIXES | IMAGE_SUFFIXES))
+            path, _ = QFileDialog.getOpenFileName(self, "Open video or image", "", f"Media ({pattern});;All files (*)")
+        if path:
+            self.open_source(path, interactive=True)
+
+    def _fill_camera_menu(self) -> None:
+        self.camera_menu.clear()
+        cams = list_cameras()
+        if not cams:
+            act = self.camera_menu.addAction("No cameras found")
+            act.setEnabled(False)
+        for cam in cams:
+            self.camera_menu.addAction(cam.name, lambda c=cam: self.open_source(c.spec, interactive=True))
+
+    def recent_sources(self) -> list[str]:
+        value = self.settings.value("recent_sources", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in (value or [])]
+
+    def _add_recent(self, label: str) -> None:
+        recent = [label] + [r for r in self.recent_sources() if r != label]
+        self.settings.setValue("recent_sources", recent[:MAX_RECENT])
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        recent = self.recent_sources()
+        if not recent:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+        for r in recent:
+            self.recent_menu.addAction(r, lambda s=r: self.open_source(s, interactive=True))
+
+    # ------------------------------------------------------------------ playback
+    def toggle_play(self) -> None:
+        if self.capture is not None:
+            self.capture.set_playing(not self.capture.playing)
+
+    def step(self, delta: int) -> None:
+        if self.capture is not None:
+            self.capture.step(delta)
+
+    def seek(self, index: int) -> None:
+        if self.capture is not None:
+            self.source_ended = False
+            self.capture.seek(index)
+
+    def set_realtime(self, realtime: bool) -> None:
+        """Real time drops frames a slow model cannot keep up with; off, every frame is processed."""
+        self._realtime = realtime
+        if self.capture is not None:
+            self.capture.set_realtime(realtime)
+
+    def _on_loop(self, loop: bool) -> None:
+        if self.capture is not None:
+            self.capture.set_loop(loop)
+
+    def _on_position(self, index: int) -> None:
+        if not self.seek_slider.isSliderDown():
+            self.seek_slider.blockSignals(True)
+            self.seek_slider.setValue(index)
+            self.seek_slider.blockSignals(False)
+        count = self.source_info.frame_count if self.source_info else None
+        self.position_label.setText(f" {index + 1} / {count}" if count else f" {index + 1}")
+
+    def _on_frame_warning(self, message: str) -> None:
+        self.statusBar().showMessage(message, 8000)
+        self.last_error = message
+
+    def _on_source_failed(self, message: str) -> None:
+        self.report_error(f"{message}; the last frame stays on screen, open another source", False)
+        self.source_ended = True
+
+    def _on_source_ended(self) -> None:
+        self.source_ended = True
+
+    # ------------------------------------------------------------------ model
+    def load_model(self, path: str | Path, interactive: bool = False) -> bool:
+        """Start loading weights in the inference thread; the current model runs until the new one is ready."""
+        try:
+            sniff_format(path)
+        except WeightsError as exc:
+            self.report_error(str(exc), interactive)
+            return False
+        self._model_interactive = interactive
+        self.statusBar().showMessage(f"Loading model {path} …")
+        self.worker.request_model(path)
+        return True
+
+    def _model_dialog(self, folder: bool) -> None:
+        if folder:
+            path = QFileDialog.getExistingDirectory(self, "Load model folder")
+        else:
+            path, _ = QFileDialog.getOpenFileName(self, "Load model", "",
+                                                  "Models (card.json *.pkl *.pickle *.index *.weights.h5);;"
+                                                  "All files (*)")
+        if path:
+            self.load_model(path, interactive=True)
+
+    def _on_model_loaded(self, estimator: PoseEstimator) -> None:
+        card = estimator.card
+        self.card_label.setText(card.summary())
+        self.card_warning.setVisible(not card.trained)
+        self.card_warning.setText("UNTRAINED MODEL: random weights, the poses shown are meaningless until a "
+                                  "trained model is loaded (Model menu)")
+        if card.trained:
+            self.model_badge.setText(f" model: {card.name} ")
+            self.model_badge.setStyleSheet("")
+        else:
+            self.model_badge.setText(f" UNTRAINED MODEL: {card.name} ")
+            self.model_badge.setStyleSheet("color: white; background: #b00020; font-weight: bold;")
+        # The placeholder's confidences are ~1e-4: show its (meaningless) pose and heatmap structure anyway.
+        self.threshold_slider.setValue(10 if card.trained else 0)
+        self.autoscale_check.setChecked(not card.trained)
+        hand = card.skeleton.name.startswith("hand")
+        self.kalman_check.setChecked(hand)  # the port smooths hands, not bodies
+        self.statusBar().showMessage(f"Model: {card.name}", 5000)
+        self.modelChanged.emit(card.name)
+
+    def _on_model_failed(self, message: str) -> None:
+        self.report_error(f"cannot load model: {message} (keeping the current model)", self._model_interactive)
+
+    def _on_frame_failed(self, message: str) -> None:
+        self.statusBar().showMessage(message, 8000)
+        self.last_error = message
+
+    # ------------------------------------------------------------------ views and drawing
+    def set_view(self, name: str) -> None:
+        if name not in self.views:
+            raise ValueError(f"unknown view {name!r}; choose one of {', '.join(VIEW_ORDER)}")
+        self.view_name = name
+        self.stack.setCurrentWidget(self.views[name])
+        self.view_actions[name].setChecked(True)
+        if self._drawn is not None:
+            self.views[name].show_pose(self._drawn)
+
+    @property
+    def current_view(self) -> PoseView:
+        return self.views[self.view_name]
+
+    def _on_threshold(self, value: int) -> None:
+        t = value / 100.0
+        self.threshold_label.setText(f"{t:.2f}")
+        for v in self.views.values():
+            v.threshold = t
+        self.current_view.redraw()
+
+    def _on_autoscale(self, on: bool) -> None:
+        for v in self.views.values():
+            v.autoscale = on
+        self.plots.set_autoscale(on)
+        self.current_view.redraw()
+
+    def _on_noise(self) -> None:
+        q = 10 ** (self.q_slider.value() / 10)
+        r = 10 ** (self.r_slider.value() / 10)
+        self.noise_label.setText(f"q = {q:.3g}, r = {r:.3g}")
+        self.worker.set_kalman_noise(q, r)
+
+    def _on_result(self, pose: PoseFrame) -> None:
+        if pose.generation != self.generation:
+            return  # from the previous source
+        self._latest = pose
+        if not self._draw_scheduled:
+            self._draw_scheduled = True
+            QTimer.singleShot(0, self._draw_latest)
+
+    def _draw_latest(self) -> None:
+        self._draw_scheduled = False
+        pose, self._latest = self._latest, None
+        if pose is None:
+            return
+        self.current_view.show_pose(pose)
+        self.plots.add(pose)
+        self._drawn = pose
+        self._draw_times.append(time.perf_counter())
+        self.displayed += 1
+        self.frameDisplayed.emit(self.displayed)
+
+    @staticmethod
+    def _rate(times: list[float]) -> float:
+        return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+
+    def update_readout(self) -> None:
+        """Rates over the last ~2 s: capture (frames offered to the model), display (frames drawn)."""
+        now = time.perf_counter()
+        self._capture_marks.append((now, self.worker.captured))
+        marks = list(self._capture_marks)
+        span = marks[-1][0] - marks[0][0]
+        cap_fps = (marks[-1][1] - marks[0][1]) / span if span > 0 else 0.0
+        stale = not self._draw_times or now - self._draw_times[-1] > 1.0
+        disp_fps = 0.0 if stale else self._rate(list(self._draw_times))
+        pose = self._drawn
+        ms = f"{pose.timings.get('model', 0):.1f}" if pose else "–"
+        self.readout.setText(f"capture {cap_fps:.1f} fps | inference {ms} ms | display {disp_fps:.1f} fps | "
+                             f"dropped {self.worker.dropped}" + (" | REC" if self.recorder else ""))
+
+    # ------------------------------------------------------------------ output
+    def snapshot(self, path: str | Path | None = None) -> Path | None:
+        """Save the current view as a PNG (asks where when no path is given)."""
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Save snapshot", f"cpm-{self.view_name}.png", "PNG (*.png)")
+            if not path:
+                return None
+        path = Path(path)
+        if not self.current_view.grab().save(str(path), "PNG"):
+            self.report_error(f"{path}: cannot write the snapshot", interactive=True)
+            return None
+        self.statusBar().showMessage(f"Snapshot saved to {path}", 5000)
+        return path
+
+    def _on_record_toggled(self, on: bool) -> None:
+        if on and self.recorder is None:
+            if not self.start_recording(None):
+                self.record_action.blockSignals(True)
+                self.record_action.setChecked(False)
+                self.record_action.blockSignals(False)
+        elif not on and self.recorder is not None:
+            self.stop_recording()
+
+    def start_recording(self, path: str | Path | None) -> bool:
+        """Record the annotated video and keypoints of every processed frame to `path` (.mp4/.json/.csv)."""
+        estimator = self.worker.estimator
+        if estimator is None:
+            self.report_error("no model loaded yet", interactive=True)
+            return False
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Record to", "cpm-recording.mp4", "MP4 video (*.mp4)")
+            if not path:
+                return False
+        fps = self.source_info.fps if self.source_info else 30.0
+        try:
+            rec = Recorder(path, estimator.card.skeleton, fps, self.threshold_slider.value() / 100)
+        except OSError as exc:
+            self.report_error(f"cannot record: {exc}", interactive=True)
+            return False
+        self.recorder = rec
+        self.worker.set_recorder(rec)
+        self.record_action.blockSignals(True)
+        self.record_action.setChecked(True)
+        self.record_action.blockSignals(False)
+        self.statusBar().showMessage(f"Recording to {rec.video_path}", 5000)
+        return True
+
+    def stop_recording(self) -> Recorder | None:
+        rec, self.recorder = self.recorder, None
+        if rec is None:
+            return None
+        self.worker.set_recorder(None)
+        rec.close()
+        self.record_action.blockSignals(True)
+        self.record_action.setChecked(False)
+        self.record_action.blockSignals(False)
+        self.statusBar().showMessage(f"Recorded {rec.frames_written} frames to {rec.video_path} (+ .json, .csv)",
+                                     8000)
+        return rec
+
+    # ------------------------------------------------------------------ drag and drop, closing
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802 - Qt override
+        urls = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if not urls:
+            return
+        event.acceptProposedAction()
+        self.open_dropped(urls[0])
+
+    def open_dropped(self, path: str) -> bool:
+        if looks_like_model(path):
+            return self.load_model(path, interactive=True)
+        return self.open_source(path, interactive=True)
+
+    def shutdown(self) -> None:
+        """Stop threads and finish a recording; safe to call twice."""
+        self.stop_recording()
+        self._stop_capture()
+        if self.worker.isRunning():
+            self.worker.stop()
+            self.worker.wait(10000)
+        self._readout_timer.stop()
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self.shutdown()
+        super().closeEvent(event)

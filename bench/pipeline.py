@@ -1,0 +1,147 @@
+"""Benchmark: frames/s the GUI pipeline shows vs the bare model on the same video, and GUI-thread stalls.
+
+    PYTHONPATH=. python bench/pipeline.py [--video PATH] [--model PATH] [--frames N] [--view multi]
+
+Rows:
+- bare model: one thread reads each frame and runs PoseEstimator.predict (what `cpm infer` would do).
+- GUI, every frame: the real MainWindow (offscreen), capture and inference threads, the chosen view drawing,
+  with the capture waiting for the worker (no drops): frames shown per second.
+- GUI, real time: the same at the file's frame rate (drops when the model cannot keep up).
+During the GUI runs a 1 ms QTimer heartbeat measures event-loop gaps; p99 and max are the stalls a user
+would feel. Targets: GUI every-frame fps >= 90% of bare fps; p99 stall < 20 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+SHARED_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "media" / "hand" / "handpose3d_cam0.mp4"
+
+
+def machine() -> str:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return (f"{platform.node()}: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+            f"TF {tf.__version__}, {'GPU ' + str(len(gpus)) if gpus else 'CPU only'}")
+
+
+def bare_fps(estimator, video: Path, frames: int) -> float:
+    from cpm_core.sources import VideoReader
+
+    with VideoReader(video) as reader:
+        estimator.predict(reader.read())  # warm
+        reader.seek(0)
+        n = 0
+        t0 = time.perf_counter()
+        while n < frames and (f := reader.read()) is not None:
+            estimator.predict(f)
+            n += 1
+        return n / (time.perf_counter() - t0)
+
+
+def gui_run(estimator, video: Path, frames: int, view: str, realtime: bool) -> dict:
+    from PySide6.QtCore import QSettings, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from app.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication([])
+    settings = QSettings(os.path.join(tempfile.mkdtemp(), "bench.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(estimator, settings=settings, quiet=True)
+    win.set_view(view)
+    win.loop_check.setChecked(False)
+    win.set_realtime(realtime)
+    win.show()
+    for _ in range(20):
+        app.processEvents()
+    beats: list[float] = []
+    heart = QTimer()
+    heart.setInterval(1)
+    heart.timeout.connect(lambda: beats.append(time.perf_counter()))
+    state = {"t0": 0.0, "t1": 0.0, "first": 0}
+
+    def check() -> None:
+        if win.displayed >= frames or (win.source_ended and win.worker.idle() and win.displayed > 0):
+            state["t1"] = time.perf_counter()
+            app.quit()
+
+    poll = QTimer()
+    poll.timeout.connect(check)
+    state["t0"] = time.perf_counter()
+    win.open_source(video)
+    heart.start()
+    poll.start(5)
+    app.exec()
+    heart.stop()
+    poll.stop()
+    shown, processed, dropped = win.displayed, win.worker.processed, win.worker.dropped
+    win.close()
+    beats_arr = np.asarray(beats)
+    gaps = np.diff(beats_arr) * 1e3 if len(beats) > 2 else np.zeros(1)
+    steady = gaps[beats_arr[1:] - state["t0"] > 1.0] if len(beats) > 2 else gaps  # after the first second
+    steady = steady if steady.size else gaps
+    elapsed = state["t1"] - state["t0"]
+    return {"fps": shown / elapsed, "shown": shown, "processed": processed, "dropped": dropped,
+            "p99": float(np.percentile(gaps, 99)), "p99_steady": float(np.percentile(steady, 99)),
+            "max": float(gaps.max()), "elapsed": elapsed}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--video", default=str(SHARED_VIDEO if SHARED_VIDEO.exists() else
+                                          Path(__file__).resolve().parents[1] / "resources/samples/hand_desk.mp4"))
+    p.add_argument("--model", help="model path (default: the embedded hand model)")
+    p.add_argument("--frames", type=int, default=300)
+    p.add_argument("--view", default="multi", choices=("multi", "single", "joints", "tracker"))
+    args = p.parse_args(argv)
+
+    from cpm_core.estimator import PoseEstimator
+    from cpm_core.sources import VideoReader
+
+    est = PoseEstimator.from_path(args.model) if args.model else PoseEstimator.default()
+    video = Path(args.video)
+    with VideoReader(video) as r:
+        file_fps, size = r.fps, f"{r.width}x{r.height}"
+    bare = bare_fps(est, video, args.frames)
+    every = gui_run(est, video, args.frames, args.view, realtime=False)
+    live = gui_run(est, video, args.frames, args.view, realtime=True)
+
+    print(f"machine: {machine()}")
+    print(f"model: {est.card.name} ({est.spec.input_size}px, {est.spec.stages} stages); video: {video.name} "
+          f"{size} @ {file_fps:.0f} fps; view: {args.view}; frames: {args.frames}")
+    print("| run | frames/s | vs bare | shown | dropped | p99 GUI stall ms | p99 after 1st s | max stall ms |")
+    print("|---|---|---|---|---|---|---|---|")
+    print(f"| bare model (decode + predict) | {bare:.1f} | 100% | {args.frames} | 0 | – | – | – |")
+    for name, r in (("GUI, every frame", every), ("GUI, real time", live)):
+        print(f"| {name} | {r['fps']:.1f} | {100 * r['fps'] / bare:.0f}% | {r['shown']} | {r['dropped']} | "
+              f"{r['p99']:.1f} | {r['p99_steady']:.1f} | {r['max']:.1f} |")
+    ok_fps = every["fps"] >= 0.9 * bare
+    ok_stall = max(every["p99"], live["p99"]) < 20.0
+    print(f"targets: GUI >= 90% of bare fps: {'met' if ok_fps else 'MISSED'}; p99 stall < 20 ms: "
+          f"{'met' if ok_stall else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
