@@ -7,8 +7,8 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   if ! command -v xvfb-run >/dev/null 2>&1; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-image0 \
-      libxcb-render-util0 libxcb-xinerama0 libxcb-xkb1 libxcb-shape0 libxcb-cursor0 libxkbcommon-x11-0 \
-      libegl1 libgl1 libfontconfig1 libdbus-1-3 >/dev/null
+      libxcb-render-util0 libxcb-xinerama0 libxcb-cursor0 libxkbcommon-x11-0 libegl1 libgl1 libxcb-shape0 \
+      libxcb-randr0 libxcb-xfixes0 libxcb-sync1 libxcb-xkb1 libfontconfig1 libdbus-1-3 >/dev/null
   fi
 fi
 python -m pip install -q -e ".[test]"
