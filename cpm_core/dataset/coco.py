@@ -3,8 +3,9 @@
 Keeps: positions, visibility (0/1/2), bbox, image size, every extra image/annotation field (score,
 handedness, area, iscrowd, source, frame ...) in `extras`, the file's info/licenses/category in
 `Dataset.extras["coco"]`, `predicted` flags (as the extra annotation field `cpm_predicted`) and a custom
-skeleton's flip pairs and colours (as the category field `cpm_skeleton`). Loses: image and annotation ids
-(renumbered from 1 on write) and annotations of other categories than the one read.
+skeleton's flip pairs and colours (as the category field `cpm_skeleton`). Image and annotation ids are kept (in
+extras, as "id") where they are not simply 1, 2, ... Loses: annotations of other categories than the one
+read.
 """
 
 from __future__ import annotations
@@ -152,8 +153,53 @@ def _read_annotation(ann: dict, rec: str, num_joints: int, path: Path, log: Issu
         log.report(path, f"cpm_predicted must be {num_joints} flags 0/1", record=rec)
         return None
     extras = {k: v for k, v in ann.items() if k not in _ANN_KEYS}
+    # area and iscrowd are kept only where they say more than the writer's defaults (w * h, 0), so that a
+    # dataset written and read back has the extras it started with.
+    if extras.get("iscrowd") == 0:
+        del extras["iscrowd"]
+    if bbox is not None and _is_number(extras.get("area")) and extras["area"] == _num(bbox[2] * bbox[3]):
+        del extras["area"]
     return Instance(keypoints=arr[:, :2], visibility=vis.astype(np.int8), bbox=bbox, predicted=predicted,
                     extras=extras)
+
+
+def _drop_default_ids(samples: list[Sample]) -> None:
+    """Keep an image's or annotation's id in its extras only where it is not the number `write_coco` would
+    give it (1, 2, ... in order): files with other ids (gaps, COCO's own) keep them, so results files that
+    refer to them still match, while a dataset written and read back gets no extras it did not have."""
+    k = 0
+    for i, s in enumerate(samples, start=1):
+        if s.extras.get("id") == i and not isinstance(s.extras.get("id"), bool):
+            del s.extras["id"]
+        for inst in s.instances:
+            k += 1
+            if inst.extras.get("id") == k and not isinstance(inst.extras.get("id"), bool):
+                del inst.extras["id"]
+
+
+def _assign_ids(wanted: list[object]) -> list[int | str]:
+    """Ids for a written list: the wanted (kept) id where it is a usable, unused int or string, else the
+    position (1-based) when free, else the next free number."""
+    usable = [w if isinstance(w, int | str) and not isinstance(w, bool) else None for w in wanted]
+    counts: dict[object, int] = {}
+    for w in usable:
+        if w is not None:
+            counts[w] = counts.get(w, 0) + 1
+    used: set[object] = {w for w, c in counts.items() if c == 1}
+    out: list[int | str] = []
+    next_free = 1
+    for pos, w in enumerate(usable, start=1):
+        if w is not None and counts[w] == 1:
+            out.append(w)
+            continue
+        candidate = pos
+        if candidate in used:
+            while next_free in used:
+                next_free += 1
+            candidate = next_free
+        used.add(candidate)
+        out.append(candidate)
+    return out
 
 
 def read_coco(path: str | os.PathLike, strict: bool = False, category: int | str | None = None) -> Dataset:
@@ -196,6 +242,7 @@ def read_coco(path: str | os.PathLike, strict: bool = False, category: int | str
             log.report(path, "duplicate image id", record=f"image id {image_id!r}")
             continue
         by_id[image_id] = sample
+        sample.extras["id"] = image_id
         samples.append(sample)
 
     other = 0
@@ -213,10 +260,13 @@ def read_coco(path: str | os.PathLike, strict: bool = False, category: int | str
             continue
         inst = _read_annotation(ann, rec, skeleton.num_joints, path, log)
         if inst is not None:
+            if "id" in ann:
+                inst.extras["id"] = ann["id"]
             by_id[image_id].instances.append(inst)
     if other:
         log.issues.append(_other_category_note(path, other, cat))
 
+    _drop_default_ids(samples)
     coco_extras = {k: v for k, v in doc.items() if k not in ("images", "annotations", "categories")}
     coco_extras["category"] = {k: v for k, v in cat.items() if k not in ("keypoints", "skeleton", "cpm_skeleton")}
     return Dataset(skeleton=skeleton, samples=samples, root=path.parent, extras={"coco": coco_extras},
@@ -258,7 +308,9 @@ def write_coco(dataset: Dataset, path: str | os.PathLike, write_missing_images: 
     coco_extras = dict(dataset.extras.get("coco") or {})
     cat = category_from_skeleton(dataset.skeleton, coco_extras.pop("category", None))
     images, annotations = [], []
-    for image_id, sample in enumerate(dataset.samples, start=1):
+    image_ids = _assign_ids([s.extras.get("id") for s in dataset.samples])
+    ann_ids = iter(_assign_ids([inst.extras.get("id") for _, inst in dataset.instances()]))
+    for image_id, sample in zip(image_ids, dataset.samples, strict=True):
         file_name, write_bytes = _file_name(dataset, sample, out_dir)
         if write_bytes and write_missing_images and not (out_dir / file_name).exists():
             atomic_write_bytes(out_dir / file_name, sample.data or b"")
@@ -269,7 +321,7 @@ def write_coco(dataset: Dataset, path: str | os.PathLike, write_missing_images: 
             kp = np.concatenate([inst.keypoints, inst.visibility[:, None].astype(np.float64)], axis=1)
             x, y, w, h = inst.bbox
             ann = {
-                "id": len(annotations) + 1,
+                "id": next(ann_ids),
                 "image_id": image_id,
                 "category_id": cat["id"],
                 "keypoints": [_num(v) if i % 3 != 2 else int(v) for i, v in enumerate(kp.reshape(-1))],

@@ -6,6 +6,8 @@ which instance and which field, and lets callers ignore what a format is known n
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from cpm_core.dataset.model import Dataset, Instance
@@ -67,19 +69,29 @@ def dataset_differences(
     sizes: bool = True,
     sample_extras: bool = True,
     skeleton: bool = True,
+    by_name: bool = False,
     **instance_options: bool,
 ) -> list[str]:
     """Human-readable differences between two datasets, sample by sample in order (empty list: equal).
 
-    `images=False` ignores image paths, `sizes=False` width/height, `sample_extras=False` per-image extras;
-    the remaining options go to `instance_differences`.
+    `by_name=True` pairs samples by image file name instead of by position, for formats that regroup samples
+    (labels.txt sorts them by person folder). `images=False` ignores image paths, `sizes=False` width/height,
+    `sample_extras=False` per-image extras; the remaining options go to `instance_differences`.
     """
     out = []
     if skeleton and a.skeleton.joints != b.skeleton.joints:
         out.append(f"skeletons differ: {a.skeleton.name} vs {b.skeleton.name}")
     if a.num_images != b.num_images:
         out.append(f"{a.num_images} vs {b.num_images} images")
-    for i, (sa, sb) in enumerate(zip(a.samples, b.samples, strict=False)):
+    pairs = list(zip(a.samples, b.samples, strict=False))
+    if by_name:
+        names_b = {Path(s.image).name: s for s in b.samples}
+        if len(names_b) != len(b.samples):
+            out.append("image file names are not unique; cannot pair samples by name")
+        pairs = [(s, names_b[Path(s.image).name]) for s in a.samples if Path(s.image).name in names_b]
+        out.extend(f"{s.image}: no image of that name in the other dataset" for s in a.samples
+                   if Path(s.image).name not in names_b)
+    for i, (sa, sb) in enumerate(pairs):
         where = f"sample {i} ({sa.image})"
         if images and sa.image != sb.image:
             out.append(f"{where}: image {sa.image!r} vs {sb.image!r}")

@@ -4,7 +4,8 @@ Own format (`write_tfrecord` / `read_tfrecord` / `parse_example`): one `tf.train
 image without instances is one example flagged `instance/empty`), holding the image file's encoded bytes as
 stored (JPEG/PNG; other encodings are re-encoded to PNG), its name, size and extras, the joints as float32
 (for `tf.data`) *and* as exact float64 bytes (so a round trip is lossless), visibility, predicted flags, bbox,
-instance extras, and the skeleton (name and JSON). Samples are regrouped on read by `image/index`.
+instance extras, the skeleton (name and JSON) and the dataset's extras. Samples are regrouped on read by
+`image/index`.
 
 Port format (`write_port_tfrecord` / `read_port_tfrecord`): feature `image` = raw uint8 bytes of a square
 crop (size x size x 3: the bbox, longer side scaled to `size`, padded with 128), `heatmaps` = float list of
@@ -23,7 +24,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from cpm_core.atomic_io import atomic_output, atomic_write_bytes
@@ -32,9 +32,8 @@ from cpm_core.dataset.imageinfo import decode_image, encode_image, image_format
 from cpm_core.dataset.issues import IssueLog, fatal
 from cpm_core.dataset.jsonutil import json_default
 from cpm_core.dataset.model import Dataset, Instance, Sample, bbox_from_keypoints
+from cpm_core.preprocess import PAD_VALUE, CropBox, CropTransform
 from cpm_core.skeleton import HAND_21, Skeleton
-
-PAD_VALUE = 128
 
 
 def _tf() -> Any:
@@ -125,6 +124,7 @@ def write_tfrecord(dataset: Dataset, path: str | os.PathLike, keep_empty: bool =
     tf = _tf()
     skel = dataset.skeleton
     skel_json = json.dumps(skel.to_dict())
+    ds_extras = json.dumps(dataset.extras, default=json_default)
     n = skel.num_joints
     count = 0
     with atomic_output(path) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
@@ -140,6 +140,7 @@ def write_tfrecord(dataset: Dataset, path: str | os.PathLike, keep_empty: bool =
                 "image/extras": _bytes(tf, json.dumps(sample.extras, default=json_default)),
                 "skeleton/name": _bytes(tf, skel.name),
                 "skeleton/json": _bytes(tf, skel_json),
+                "dataset/extras": _bytes(tf, ds_extras),
             }
             insts: list[Instance | None] = list(sample.instances) or ([None] if keep_empty else [])
             for k, inst in enumerate(insts):
@@ -265,6 +266,7 @@ def read_tfrecord(
     log = IssueLog(strict)
     skel = skeleton
     samples: list[Sample] = []
+    ds_extras: dict | None = None
     last_key: tuple | None = None
     for i, raw in _records(path, log):
         feats = _parse(tf, raw)
@@ -285,12 +287,15 @@ def read_tfrecord(
         except ValueError as exc:
             log.report(path, str(exc), record=rec)
             continue
+        if ds_extras is None:
+            ds_extras = _get_json(feats, "dataset/extras")
         if key != last_key or not samples:
             samples.append(sample)
             last_key = key
         if inst is not None:
             samples[-1].instances.append(inst)
-    ds = Dataset(skeleton=skel or HAND_21, samples=samples, root=path.parent, issues=log.issues)
+    ds = Dataset(skeleton=skel or HAND_21, samples=samples, root=path.parent, extras=ds_extras or {},
+                 issues=log.issues)
     if images_dir is not None:
         out = Path(images_dir)
         for s in ds.samples:
@@ -338,29 +343,23 @@ def parse_example(serialized: Any) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------------- port format
 
-def crop_instance(
-    image: np.ndarray, bbox: tuple[float, float, float, float], size: int
-) -> tuple[np.ndarray, float, tuple[float, float]]:
+def crop_instance(image: np.ndarray, bbox: tuple[float, float, float, float], size: int) -> tuple[np.ndarray,
+                                                                                                CropTransform]:
     """The port's crop: the bbox region, its longer side scaled to `size`, centred and padded with 128.
 
-    Returns (crop, scale, offset): image point p maps to crop point (p - bbox_xy) * scale + offset.
+    Returns the crop and its transform (`transform.to_input(points)` maps image points into the crop), the
+    same crop geometry (`cpm_core.preprocess`) that training and inference use.
     """
     x, y, w, h = (float(v) for v in bbox)
     w, h = max(w, 1e-6), max(h, 1e-6)
-    scale = size / max(w, h)
-    ox, oy = (size - w * scale) / 2.0, (size - h * scale) / 2.0
-    m = np.array([[scale, 0.0, ox - x * scale], [0.0, scale, oy - y * scale]], dtype=np.float64)
-    interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
-    crop = cv2.warpAffine(image, m, (size, size), flags=interp, borderMode=cv2.BORDER_CONSTANT,
-                          borderValue=(PAD_VALUE,) * 3)
-    # Pad (not image context) outside the box, as the port does.
-    x0, x1 = math.floor(ox + 1e-6), math.ceil(ox + w * scale - 1e-6)
-    y0, y1 = math.floor(oy + 1e-6), math.ceil(oy + h * scale - 1e-6)
-    crop[:, :max(x0, 0)] = PAD_VALUE
-    crop[:, max(x1, 0):] = PAD_VALUE
-    crop[:max(y0, 0)] = PAD_VALUE
-    crop[max(y1, 0):] = PAD_VALUE
-    return crop, scale, (ox, oy)
+    transform = CropTransform(CropBox(x + w / 2.0, y + h / 2.0, max(w, h)), size)
+    crop = transform.apply(image)
+    # Pad (not image context) outside the box, as the port does: keep pixels whose centre lies in the box.
+    (u0, v0), (u1, v1) = transform.to_input(np.array([[x, y], [x + w, y + h]]))
+    idx = np.arange(size)
+    crop[:, (idx < u0 - 1e-6) | (idx > u1 + 1e-6)] = PAD_VALUE
+    crop[(idx < v0 - 1e-6) | (idx > v1 + 1e-6)] = PAD_VALUE
+    return crop, transform
 
 
 def write_port_tfrecord(
@@ -399,10 +398,10 @@ def write_port_tfrecord(
                     box = bbox_from_keypoints(inst.keypoints, inst.visibility)
                     if box[2] <= 0 and box[3] <= 0:
                         continue
-                crop, scale, (ox, oy) = crop_instance(image, box, size)
+                crop, transform = crop_instance(image, box, size)
                 if channel_order == "rgb":
                     crop = crop[:, :, ::-1]
-                kp = (inst.keypoints - np.array(box[:2])) * scale + np.array([ox, oy])
+                kp = transform.to_input(inst.keypoints)
                 maps = render_heatmaps(kp, inst.visibility, size, hs, sigma)
                 feats = {"image": _bytes(tf, np.ascontiguousarray(crop, np.uint8).tobytes()),
                          "heatmaps": _floats(tf, maps)}
@@ -422,10 +421,12 @@ def read_port_tfrecord(
     strict: bool = False,
     channel_order: str = "bgr",
     threshold: float = 0.3,
+    sigma: float = 1.0,
 ) -> Dataset:
     """Read the port's TFRecord: one sample per example, the crop as its image (PNG bytes in memory, named
     `<file stem>_<n>.png`), joints decoded from the heatmap peaks in crop pixels (peaks below `threshold`
-    are absent), bbox = tight box of the decoded joints. Heatmaps with J + 1 or J channels are accepted."""
+    are absent; `sigma` as written, used for peaks on the crop's edge), bbox = tight box of the decoded
+    joints. Heatmaps with J + 1 or J channels are accepted."""
     if channel_order not in ("bgr", "rgb"):
         raise ValueError(f"channel_order must be 'bgr' or 'rgb', got {channel_order!r}")
     tf = _tf()
@@ -453,7 +454,7 @@ def read_port_tfrecord(
             continue
         hs = _square_side(len(values) // channels)
         maps = values.reshape(hs, hs, channels)
-        kp, vis, peaks = decode_heatmaps(maps, n, size, threshold)
+        kp, vis, peaks = decode_heatmaps(maps, n, size, threshold, sigma)
         crop = np.frombuffer(img_raw, np.uint8).reshape(size, size, 3)
         if channel_order == "rgb":
             crop = crop[:, :, ::-1]
