@@ -27,11 +27,13 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QSlider,
     QStackedWidget,
+    QTabWidget,
     QToolBar,
     QVBoxLayout,
     QWidget,
 )
 
+from app.annotate.workspace import AnnotationWorkspace
 from app.cameras import list_cameras
 from app.capture import CaptureThread
 from app.frame_sources import FrameSource, SourceInfo, open_source
@@ -103,6 +105,7 @@ class MainWindow(QMainWindow):
         self._model_interactive = False
 
         self._build_views()
+        self._build_annotation()
         self._build_controls()
         self._build_plots_and_card()
         self._build_actions()
@@ -128,6 +131,34 @@ class MainWindow(QMainWindow):
             self.stack.addWidget(self.views[name])
         self.setCentralWidget(self.stack)
         self.view_name = "multi"
+
+    def _build_annotation(self) -> None:
+        """Viewer | Annotate tabs around the central widget; the annotation mode is one self-contained widget."""
+        self.annotate = AnnotationWorkspace(lambda: self.worker.estimator)
+        self.annotate.statusMessage.connect(lambda m: self.statusBar().showMessage(m, 8000))
+        self.annotate.errorOccurred.connect(lambda m: self.report_error(m, interactive=True))
+        self.annotate.projectChanged.connect(lambda _p: self.mode_tabs.setCurrentWidget(self.annotate))
+        self.mode_tabs = QTabWidget()
+        self.mode_tabs.addTab(self.takeCentralWidget(), "Viewer")
+        self.mode_tabs.addTab(self.annotate, "Annotate")
+        self.mode_tabs.currentChanged.connect(self._on_mode_changed)
+        self.setCentralWidget(self.mode_tabs)
+
+    def _on_mode_changed(self, _index: int) -> None:
+        # Labelling is on still frames, and the model is better spent on predictions than on a hidden video;
+        # the viewer-only docks give their room to the canvas and come back with the viewer.
+        annotating = self.mode_tabs.currentWidget() is self.annotate
+        if annotating and self.capture is not None and self.capture.playing:
+            self.capture.set_playing(False)
+        viewer_docks = (self.controls_dock, self.plots_dock)
+        if annotating:
+            self._docks_before_annotate = [d for d in viewer_docks if not d.isHidden()]
+            for d in self._docks_before_annotate:
+                d.hide()
+        else:
+            for d in getattr(self, "_docks_before_annotate", []):
+                d.show()
+            self._docks_before_annotate = []
 
     def _build_controls(self) -> None:
         panel = QWidget()
@@ -237,6 +268,14 @@ class MainWindow(QMainWindow):
         self.camera_menu.aboutToShow.connect(self._fill_camera_menu)
         self.recent_menu = file_menu.addMenu("Open recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        file_menu.addSeparator()
+        ann = self.annotate
+        for text, slot in (("New annotation project from video…", ann.new_from_video_dialog),
+                           ("New annotation project from image folder…", ann.new_from_folder_dialog),
+                           ("New annotation project from dataset…", ann.new_from_dataset_dialog),
+                           ("Open annotation project…", ann.open_project_dialog),
+                           ("Export dataset…", ann.export_dialog)):
+            file_menu.addAction(self._action(text, slot))
         file_menu.addSeparator()
         self.snapshot_action = self._action("Snapshot view to PNG…", lambda: self.snapshot(), "Ctrl+S")
         self.record_action = self._action("Record video + keypoints…", self._on_record_toggled, "Ctrl+R",
@@ -671,6 +710,7 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> None:
         """Stop threads and finish a recording; safe to call twice."""
         self.stop_recording()
+        self.annotate.shutdown()
         self._stop_capture()
         if self.worker.isRunning():
             self.worker.stop()

@@ -65,11 +65,10 @@ def test_open_source_switch_views_toggle_filters(qtbot, window, source):
     window.kalman_check.setChecked(False)
     window.tracking_check.setChecked(True)
     window.step(1)
-    n = window.displayed
     window.seek(0)
-    _wait_frames(qtbot, window, n + 1)
-    pose = window.views["tracker"].last
-    assert pose.tracking and not pose.kalman
+    # Frames already in flight were made with the old settings; the new ones must arrive.
+    qtbot.waitUntil(lambda: (p := window.views["tracker"].last) is not None and p.tracking and not p.kalman,
+                    timeout=WAIT_MS)
     window.kalman_check.setChecked(True)
     window.tracking_check.setChecked(False)
 
