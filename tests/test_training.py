@@ -77,7 +77,7 @@ def test_augmented_targets_sit_on_the_warped_pixels(skeleton):
     vis = np.full((j, j), 2, np.int32)
     cache = SubjectCache(np.stack(images), np.stack(kps), vis, [None] * j, np.ones(j), [""] * j, skeleton)
     aug = AugmentConfig(rotation=180, scale=(0.8, 1.2), translate=0.1, flip=True, brightness=0, contrast=0,
-                        saturation=0)
+                        saturation=0, low_res=0, noise=0)
     ds = make_pipeline(cache, size, 4, j, aug, cache_scale=1.5, shuffle=False, repeat=False)
     images_b, targets, mask = next(iter(ds))
     perm = skeleton.flip_permutation()

@@ -62,6 +62,9 @@ class AugmentConfig:
     brightness: float = 0.2
     contrast: float = 0.3
     saturation: float = 0.3
+    low_res: float = 0.5  # probability of a down-and-up resize: small, blurry subjects look like that
+    low_res_min: float = 0.3  # smallest down-scale factor of that resize
+    noise: float = 4.0  # max standard deviation of added pixel noise (0-255 scale)
 
 
 @dataclass

@@ -178,6 +178,14 @@ def make_pipeline(cache: SubjectCache, input_size: int, stride: int, batch: int,
             warped = (warped - mean) * tf.random.uniform([], 1 - augment.contrast, 1 + augment.contrast) + mean
             grey = tf.reduce_mean(warped, axis=-1, keepdims=True)
             warped = (warped - grey) * tf.random.uniform([], 1 - augment.saturation, 1 + augment.saturation) + grey
+            if augment.low_res > 0:
+                f = tf.random.uniform([], augment.low_res_min, 1.0)
+                small = tf.maximum(tf.cast(tf.round(f * input_size), tf.int32), 8)
+                degraded = tf.image.resize(tf.image.resize(warped, [small, small], antialias=True),
+                                           [input_size, input_size])
+                warped = tf.cond(tf.random.uniform([]) < augment.low_res, lambda: degraded, lambda: warped)
+            if augment.noise > 0:
+                warped = warped + tf.random.normal(tf.shape(warped)) * tf.random.uniform([], 0, augment.noise)
             warped = tf.clip_by_value(warped, 0.0, 255.0)
         labelled = vis_out > 0
         grid_xy = (kp_out + 0.5) / stride - 0.5

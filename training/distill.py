@@ -208,9 +208,9 @@ def run(args: argparse.Namespace) -> int:
         def log(m: str) -> None:
             print(m, file=sys.stderr)
 
+        teacher = load_teacher(cfg.resolve(cfg.distill.teacher))
         stop = StopFlag()
         stop.install()
-        teacher = load_teacher(cfg.resolve(cfg.distill.teacher))
         spec, skeleton, cache, val, teacher_val, stats = build_distill_data(cfg, teacher, log)
         summary: dict = {"teacher_kind": teacher.kind}
         if teacher_val is not None:

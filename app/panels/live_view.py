@@ -1,0 +1,158 @@
+"""TrainingLiveView: what a running `cpm train|distill` shows: loss (total and per stage), validation PCK,
+progress with ETA and images/s, and the log. Shared by TrainPanel and DistillPanel.
+
+Curves are redrawn at most a few times a second: a run logging every step must not cost the GUI thread a
+full redraw per event.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pyqtgraph as pg
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QVBoxLayout, QWidget
+
+from app.panels.training_process import TrainingProcess
+
+STAGE_COLOURS = [(90, 160, 255), (255, 170, 60), (120, 220, 120), (230, 90, 200), (240, 230, 80), (90, 230, 230)]
+REDRAW_MS = 250
+LOG_LINES = 2000
+
+
+def format_eta(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class TrainingLiveView(QWidget):
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.loss_plot = pg.PlotWidget(title="loss")
+        self.loss_plot.setLabel("bottom", "step")
+        self.loss_plot.setLogMode(y=True)
+        self.loss_plot.addLegend(offset=(5, 5), labelTextSize="8pt")
+        self.loss_curve = self.loss_plot.plot([], [], pen=pg.mkPen("w", width=2), name="total")
+        self.stage_curves: list[pg.PlotDataItem] = []
+        self.pck_plot = pg.PlotWidget(title="validation PCK@0.2")
+        self.pck_plot.setLabel("bottom", "step")
+        self.pck_plot.setYRange(0, 1, padding=0.02)
+        self.pck_plot.addLegend(offset=(5, 5), labelTextSize="8pt")
+        self.pck_curve = self.pck_plot.plot([], [], pen=pg.mkPen((120, 220, 120), width=2), symbol="o",
+                                            symbolSize=6, name="model")
+        self.teacher_line: pg.InfiniteLine | None = None
+        self.progress = QProgressBar()
+        self.progress.setFormat("%v / %m steps")
+        self.status = QLabel("idle")
+        self.log_view = QPlainTextEdit()
+        self.log_view.setReadOnly(True)
+        self.log_view.setMaximumBlockCount(LOG_LINES)
+        plots = QHBoxLayout()
+        plots.addWidget(self.loss_plot, 3)
+        plots.addWidget(self.pck_plot, 2)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(plots, 3)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(self.log_view, 1)
+        self._redraw = QTimer(self)
+        self._redraw.setSingleShot(True)
+        self._redraw.timeout.connect(self.redraw)
+        self.reset()
+
+    def reset(self) -> None:
+        self.steps: list[int] = []
+        self.losses: list[float] = []
+        self.stage_losses: list[list[float]] = []
+        self.eval_steps: list[int] = []
+        self.pcks: list[float] = []
+        self.total_steps = 0
+        self._t_start = time.monotonic()
+        self._start_step = 0
+        for c in self.stage_curves:
+            self.loss_plot.removeItem(c)
+        self.stage_curves = []
+        if self.teacher_line is not None:
+            self.pck_plot.removeItem(self.teacher_line)
+            self.teacher_line = None
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.status.setText("idle")
+        self.redraw()
+
+    def attach(self, process: TrainingProcess) -> None:
+        process.started.connect(self.on_start)
+        process.step.connect(self.on_step)
+        process.evaluated.connect(self.on_eval)
+        process.checkpoint.connect(lambda ev: self.append_log(f"checkpoint at step {ev.get('step')}: "
+                                                              f"{ev.get('path')} ({ev.get('reason')})"))
+        process.done.connect(self.on_done)
+        process.error.connect(lambda msg: self.append_log(f"ERROR: {msg}"))
+        process.log.connect(self.append_log)
+
+    def append_log(self, line: str) -> None:
+        self.log_view.appendPlainText(line)
+
+    def on_start(self, ev: dict) -> None:
+        self.total_steps = int(ev.get("steps") or 0)
+        self._start_step = int(ev.get("start_step") or 0)
+        self._t_start = time.monotonic()
+        self.progress.setRange(0, max(self.total_steps, 1))
+        self.progress.setValue(self._start_step)
+        self.status.setText(f"{ev.get('kind', 'run')} started: {ev.get('train_subjects', '?')} training subjects, "
+                            f"{ev.get('val_subjects', 0)} validation; {ev.get('machine', '')}")
+
+    def on_step(self, ev: dict) -> None:
+        step = int(ev["step"])
+        self.steps.append(step)
+        self.losses.append(float(ev.get("loss") or float("nan")))
+        self.stage_losses.append([float(v) for v in ev.get("loss_per_stage") or []])
+        self.progress.setValue(step)
+        total = int(ev.get("steps") or self.total_steps)
+        elapsed = time.monotonic() - self._t_start
+        done_here = step - self._start_step
+        eta = elapsed / done_here * (total - step) if done_here > 0 else 0.0
+        ips = ev.get("images_per_s")
+        self.status.setText(f"step {step}/{total}  loss {self.losses[-1]:.4g}  "
+                            f"{'' if ips is None else f'{ips:.1f} images/s  '}ETA {format_eta(eta)}")
+        self._schedule()
+
+    def on_eval(self, ev: dict) -> None:
+        if ev.get("pck") is None:
+            return
+        self.eval_steps.append(int(ev["step"]))
+        self.pcks.append(float(ev["pck"]))
+        teacher = ev.get("teacher_pck")
+        if teacher is not None and self.teacher_line is None:
+            self.teacher_line = pg.InfiniteLine(pos=float(teacher), angle=0, label=f"teacher {teacher:.3f}",
+                                                pen=pg.mkPen((255, 170, 60), style=pg.QtCore.Qt.PenStyle.DashLine))
+            self.pck_plot.addItem(self.teacher_line)
+        self.append_log(f"eval at step {ev['step']}: PCK@0.2 {ev['pck']:.4f}"
+                        + (f" (teacher {teacher:.4f})" if teacher is not None else ""))
+        self._schedule()
+
+    def on_done(self, ev: dict) -> None:
+        self.redraw()
+        how = "stopped" if ev.get("stopped") else "finished"
+        pck = (ev.get("metrics") or {}).get("pck@0.2")
+        self.status.setText(f"{how} at step {ev.get('step')}; model: {ev.get('model')}"
+                            + (f"; PCK@0.2 {pck}" if pck is not None else ""))
+
+    def _schedule(self) -> None:
+        if not self._redraw.isActive():
+            self._redraw.start(REDRAW_MS)
+
+    def redraw(self) -> None:
+        self.loss_curve.setData(self.steps, self.losses)
+        n_stages = max((len(s) for s in self.stage_losses), default=0)
+        while len(self.stage_curves) < n_stages:
+            i = len(self.stage_curves)
+            self.stage_curves.append(self.loss_plot.plot([], [], pen=pg.mkPen(STAGE_COLOURS[i % 6]),
+                                                         name=f"stage {i + 1}"))
+        for i, curve in enumerate(self.stage_curves):
+            pts = [(s, v[i]) for s, v in zip(self.steps, self.stage_losses) if len(v) > i]
+            curve.setData([p[0] for p in pts], [p[1] for p in pts])
+        self.pck_curve.setData(self.eval_steps, self.pcks)

@@ -1,0 +1,118 @@
+"""`cpm eval`: top-down PCK/EPE on the tiny fixture, consistent with cpm_core.metrics and with the PCK that
+`cpm train` wrote into the card for the same val set."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cpm_core.dataset.formats import read_dataset
+from cpm_core.metrics import end_point_error, pck
+from cpm_core.model_card import ModelCard
+from cpm_core.network import build_cpm
+from cpm_core.skeleton import HAND_21
+from cpm_core.spec import ModelSpec
+from cpm_core.weights import save_model
+from training.events import parse_line
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_COCO = ROOT / "tests" / "fixtures" / "dataset" / "tiny_coco" / "tiny.json"
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+
+
+def cpm(*args: str, timeout: float = 150) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "training.cli", *args], cwd=ROOT, env=ENV, text=True,
+                          capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def trained_model(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("train")
+    cfg = tmp / "run.toml"
+    cfg.write_text(f"""
+output = "out"
+[data]
+train = ["{TINY_COCO}"]
+val = ["{TINY_COCO}"]
+margin = 1.5
+[model]
+spec = {{ input_size = 64, stages = 2, width = 0.125 }}
+[train]
+batch = 4
+steps = 150
+lr = 0.002
+log_every = 10
+eval_every = 0
+checkpoint_every = 100
+precision = "float32"
+[augment]
+rotation = 0.0
+scale = [1.0, 1.0]
+translate = 0.0
+brightness = 0.0
+contrast = 0.0
+saturation = 0.0
+""")
+    res = cpm("train", str(cfg))
+    assert res.returncode == 0, res.stderr[-2000:]
+    return Path([parse_line(x) for x in res.stdout.splitlines()][-1]["model"])
+
+
+def test_eval_writes_outputs_consistent_with_metrics(trained_model, tmp_path):
+    res = cpm("eval", str(trained_model), str(TINY_COCO), "--out", str(tmp_path / "ev"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "mean" in res.stdout and "thumb" in res.stdout.lower()
+    for name in ("eval.json", "pck_curve.csv", "pck_curve.png"):
+        assert (tmp_path / "ev" / name).stat().st_size > 0
+    assert (tmp_path / "ev" / "pck_curve.png").read_bytes()[:4] == b"\x89PNG"
+    result = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    card = json.loads((trained_model / "card.json").read_text())
+    assert result["margin"] == 1.5 and result["subjects"] == 4  # the card's crop margin, all 4 fixture hands
+    # Same PCK as the card's, which `cpm train` computed on its own crops of the same subjects: at most one
+    # of the 82 labelled joints may flip at the threshold from resampling differences.
+    assert result["labelled_joints"] == 82 and card["metrics"]["pck@0.2"] > 0  # a trained, non-trivial model
+    assert abs(result["pck"] - card["metrics"]["pck@0.2"]) <= 1 / 82 + 1e-9, (result["pck"], card["metrics"])
+    rows = (tmp_path / "ev" / "pck_curve.csv").read_text().splitlines()
+    assert rows[0] == "threshold,pck" and len(rows) == 52
+    curve = result["curve"]["pck"]
+    assert all(a <= b for a, b in zip(curve, curve[1:]))  # non-decreasing in the threshold
+    assert curve[20] == pytest.approx(result["pck"])  # threshold 0.20
+
+
+def test_eval_numbers_are_cpm_core_metrics(tmp_path):
+    """An untrained model, evaluated in-process: the reported numbers are cpm_core.metrics on the predictions
+    mapped back to image pixels."""
+    from cpm_core.estimator import PoseEstimator
+    from training.evaluate import collect_predictions, evaluate
+
+    spec = ModelSpec(name="u", input_size=64, stages=2, num_joints=21, stride=8, width=0.125)
+    path = save_model(build_cpm(spec), ModelCard(spec=spec, skeleton=HAND_21), tmp_path / "m")
+    result = evaluate(path, TINY_COCO, margin=2.0)
+    ds = read_dataset(TINY_COCO)
+    est = PoseEstimator.from_path(path, warm_up=False, precision="float32")
+    arr = collect_predictions(est, ds, 2.0, 1)
+    insts = [i for s in ds.samples for i in s.instances]
+    np.testing.assert_allclose(arr["gt"], np.stack([i.keypoints for i in insts]))
+    np.testing.assert_allclose(arr["norm"], [max(i.bbox[2], i.bbox[3]) for i in insts])
+    per_joint, mean = pck(arr["pred"], arr["gt"], arr["labelled"], arr["norm"], 0.2)
+    _, epe = end_point_error(arr["pred"], arr["gt"], arr["labelled"])
+    assert result["pck"] == pytest.approx(mean) and result["epe_px"] == pytest.approx(epe)
+    assert [r["pck"] for r in result["per_joint"]] == pytest.approx(list(per_joint))
+    # Predictions lie inside each subject's crop (2 x box), in image pixels.
+    centre = np.stack([[i.bbox[0] + i.bbox[2] / 2, i.bbox[1] + i.bbox[3] / 2] for i in insts])
+    assert (np.abs(arr["pred"] - centre[:, None]).max(axis=(1, 2)) <= arr["norm"] + 1).all()
+
+
+def test_eval_rejects_a_mismatched_dataset(tmp_path, capsys):
+    from training.cli import main
+
+    spec = ModelSpec(name="b", input_size=64, stages=2, num_joints=14, stride=8, width=0.125)
+    path = save_model(build_cpm(spec), ModelCard.for_spec(spec), tmp_path / "m")
+    assert main(["eval", str(path), str(TINY_COCO)]) == 1
+    assert "14 joints" in capsys.readouterr().err

@@ -1,0 +1,186 @@
+"""`cpm eval MODEL DATASET [--out DIR] [--margin M]`: top-down accuracy of a model on a labelled dataset.
+
+Each labelled subject is cropped around its box (`CropBox.around(box, margin)`; margin default: the model
+card's `provenance.crop_margin`, else 1.6), the crops run through `PoseEstimator` in batches, and the joints
+are mapped back to image pixels. Reported per joint and overall: PCK@0.2 normalised by the longer side of
+the subject's box, and the end-point error in image pixels; `--out` also gets `eval.json` (every number),
+`pck_curve.csv` and `pck_curve.png` (PCK against the threshold).
+
+Matches the PCK that `cpm train` writes into the card for the same val set: training evaluates on crops of
+margin x box (the central part of its subject cache), normalised by the box's longer side in crop pixels
+(input size / margin), the same subjects (>= `data.min_joints` labelled joints, read from the card's recipe)
+and float32 inference. The only difference is resampling: training cuts the crop out of a cache image that
+was itself resampled (two bilinear steps), this command cuts it from the image once, so a joint lying right
+at the 0.2 threshold can flip; expect agreement within about one joint in a hundred.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def collect_predictions(estimator, ds, margin: float, min_joints: int, batch: int = 16, log=None) -> dict:
+    """Run the estimator on every subject with >= min_joints labelled joints. Returns arrays pred (N, J, 2)
+    and gt (N, J, 2) in image pixels, labelled (N, J), norm (N,) = longer box side, and the image names."""
+    from cpm_core.preprocess import CropBox
+    from cpm_core.sources import SourceError
+    from training.data import _decode_sample
+
+    preds, gts, labs, norms, names = [], [], [], [], []
+    pending: list = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        results = estimator.predict_batch([p[0] for p in pending], [p[1] for p in pending], batch_size=batch)
+        for (_, _, inst, name), res in zip(pending, results):
+            preds.append(res.keypoints[:, :2])
+            gts.append(inst.keypoints)
+            labs.append(inst.visibility > 0)
+            norms.append(max(inst.bbox[2], inst.bbox[3], 1.0))
+            names.append(name)
+        pending.clear()
+
+    for sample in ds.samples:
+        usable = [inst for inst in sample.instances if inst.num_labelled >= min_joints]
+        if not usable:
+            continue
+        try:
+            frame = _decode_sample(ds, sample)
+        except (SourceError, OSError) as exc:
+            if log:
+                log(f"skipping {sample.image}: {exc}")
+            continue
+        for inst in usable:
+            x, y, w, h = inst.bbox
+            pending.append((frame, CropBox.around(x, y, x + w, y + h, margin), inst, str(sample.image)))
+        if len(pending) >= 4 * batch:
+            flush()
+    flush()
+    if not preds:
+        raise ValueError(f"no subjects with >= {min_joints} labelled joints in the dataset")
+    return {"pred": np.stack(preds), "gt": np.stack(gts), "labelled": np.stack(labs),
+            "norm": np.asarray(norms, np.float64), "images": names}
+
+
+def score(pred: np.ndarray, gt: np.ndarray, labelled: np.ndarray, norm: np.ndarray, joints, threshold: float = 0.2):
+    from cpm_core.metrics import end_point_error, pck, pck_curve
+
+    per_joint, mean = pck(pred, gt, labelled, norm, threshold)
+    epe_joint, epe = end_point_error(pred, gt, labelled)
+    thresholds, curve = pck_curve(pred, gt, labelled, norm)
+
+    def clean(v: float) -> float | None:
+        return None if not math.isfinite(float(v)) else float(v)
+
+    return {"threshold": threshold, "pck": clean(mean), "epe_px": clean(epe),
+            "per_joint": [{"joint": j, "pck": clean(p), "epe_px": clean(e), "labelled": int(n)}
+                          for j, p, e, n in zip(joints, per_joint, epe_joint, labelled.sum(axis=0))],
+            "curve": {"thresholds": [float(t) for t in thresholds], "pck": [clean(v) for v in curve]},
+            "subjects": int(len(pred)), "labelled_joints": int(labelled.sum())}
+
+
+def write_outputs(result: dict, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cpm_core.atomic_io import atomic_output, atomic_write_text
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "eval.json", out / "pck_curve.csv", out / "pck_curve.png"]
+    atomic_write_text(paths[0], json.dumps(result, indent=2))
+    curve = result["curve"]
+    with atomic_output(paths[1]) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["threshold", "pck"])
+        for t, v in zip(curve["thresholds"], curve["pck"]):
+            w.writerow([f"{t:.3f}", "" if v is None else f"{v:.5f}"])
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
+    ax.plot(curve["thresholds"], [np.nan if v is None else v for v in curve["pck"]], lw=2)
+    ax.axvline(result["threshold"], color="grey", ls="--", lw=1)
+    ax.set_xlabel("threshold (fraction of the box's longer side)")
+    ax.set_ylabel("PCK")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"{result.get('model_name', '')}: PCK@{result['threshold']:g} = {result['pck'] or 0:.3f}")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_output(paths[2]) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return paths
+
+
+def evaluate(model_path: str | Path, dataset_path: str | Path, margin: float | None = None,
+             min_joints: int | None = None, precision: str = "float32", batch: int = 16, log=None) -> dict:
+    from cpm_core.dataset.formats import read_dataset
+    from cpm_core.estimator import PoseEstimator
+    from cpm_core.weights import load_model
+
+    model, card = load_model(model_path)
+    prov = card.provenance
+    if margin is None:
+        margin = float(prov.get("crop_margin") or 1.6)
+    if min_joints is None:
+        min_joints = int(((prov.get("recipe") or {}).get("data") or {}).get("min_joints", 1))
+    ds = read_dataset(dataset_path)
+    if ds.skeleton.num_joints != card.spec.num_joints:
+        raise ValueError(f"the model predicts {card.spec.num_joints} joints, the dataset has "
+                         f"{ds.skeleton.num_joints}")
+    estimator = PoseEstimator(model, card, warm_up=False, precision=precision)
+    arrays = collect_predictions(estimator, ds, margin, min_joints, batch, log)
+    result = score(arrays["pred"], arrays["gt"], arrays["labelled"], arrays["norm"], card.skeleton.joints)
+    result.update({"model": str(model_path), "model_name": card.name, "dataset": str(dataset_path),
+                   "margin": margin, "min_joints": min_joints, "precision": precision,
+                   "card_pck": card.metrics.get("pck@0.2")})
+    return result
+
+
+def format_table(result: dict) -> str:
+    lines = [f"{'joint':<16} {'PCK@' + format(result['threshold'], 'g'):>8} {'EPE px':>8} {'n':>5}"]
+    for row in result["per_joint"]:
+        p = "-" if row["pck"] is None else f"{row['pck']:.3f}"
+        e = "-" if row["epe_px"] is None else f"{row['epe_px']:.2f}"
+        lines.append(f"{row['joint']:<16} {p:>8} {e:>8} {row['labelled']:>5}")
+    mean_p = "-" if result["pck"] is None else f"{result['pck']:.4f}"
+    mean_e = "-" if result["epe_px"] is None else f"{result['epe_px']:.2f}"
+    lines.append(f"{'mean':<16} {mean_p:>8} {mean_e:>8} {result['labelled_joints']:>5}")
+    lines.append(f"{result['subjects']} subjects, crop margin {result['margin']:g}"
+                 + (f"; the card says PCK@0.2 {result['card_pck']}" if result.get("card_pck") is not None else ""))
+    return "\n".join(lines)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="PCK and EPE of a model on a labelled dataset",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="weights in any format load_model reads")
+    p.add_argument("dataset", help="labelled dataset in any supported format")
+    p.add_argument("--out", default=None, help="folder for eval.json, pck_curve.csv and pck_curve.png")
+    p.add_argument("--margin", type=float, default=None, help="crop side / box side (default: the card's)")
+    p.add_argument("--min-joints", type=int, default=None,
+                   help="skip subjects with fewer labelled joints (default: the card's training recipe, else 1)")
+    p.add_argument("--precision", choices=("float32", "bfloat16", "auto"), default="float32")
+    p.add_argument("--batch", type=int, default=16)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        result = evaluate(args.model, args.dataset, args.margin, args.min_joints, args.precision, args.batch,
+                          log=lambda m: print(m, file=sys.stderr))
+    except Exception as exc:
+        print(f"cpm eval: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(format_table(result))
+    if args.out:
+        for path in write_outputs(result, Path(args.out)):
+            print(f"wrote {path}")
+    return 0

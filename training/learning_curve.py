@@ -1,0 +1,67 @@
+"""Learning curves (training loss and validation PCK against step) from a run's metrics.csv, as PNG + CSV.
+
+    python -m training.learning_curve runs/hand_default docs/hand_default_learning_curve
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+from cpm_core.atomic_io import atomic_write_text
+
+
+def read_metrics(run_dir: str | Path) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """(step, loss) and (step, val PCK) rows of a run; a resumed run's repeated steps keep the last value."""
+    loss: dict[int, float] = {}
+    pck: dict[int, float] = {}
+    with open(Path(run_dir) / "metrics.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            step = int(row["step"])
+            if row.get("loss"):
+                loss[step] = float(row["loss"])
+            if row.get("val_pck"):
+                pck[step] = float(row["val_pck"])
+    return sorted(loss.items()), sorted(pck.items())
+
+
+def write_learning_curve(run_dir: str | Path, out_prefix: str | Path) -> tuple[Path, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    loss, pck = read_metrics(run_dir)
+    out_prefix = Path(out_prefix)
+    out_prefix.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["step,val_pck_at_0.2"] + [f"{s},{v:.4f}" for s, v in pck]
+    csv_path = out_prefix.with_suffix(".csv")
+    atomic_write_text(csv_path, "\n".join(lines) + "\n")
+    fig, ax1 = plt.subplots(figsize=(7, 4), dpi=110)
+    if loss:
+        ax1.plot([s for s, _ in loss], [v for _, v in loss], color="tab:gray", lw=0.8, label="training loss")
+        ax1.set_yscale("log")
+    ax1.set_xlabel("step")
+    ax1.set_ylabel("training loss (sum over stages)")
+    ax2 = ax1.twinx()
+    ax2.plot([s for s, _ in pck], [v for _, v in pck], "o-", color="tab:blue", label="validation PCK@0.2")
+    ax2.set_ylim(0, 1)
+    ax2.set_ylabel("validation PCK@0.2")
+    ax2.axhline(0.8, color="tab:blue", ls=":", lw=0.8)
+    ax1.set_title(f"Learning curve: {Path(run_dir).name}")
+    fig.legend(loc="lower right")
+    fig.tight_layout()
+    png_path = out_prefix.with_suffix(".png")
+    tmp = png_path.with_name(f".{png_path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(png_path)
+    return png_path, csv_path
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    for p in write_learning_curve(sys.argv[1], sys.argv[2]):
+        print(p)
