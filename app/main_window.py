@@ -38,6 +38,7 @@ from app.cameras import list_cameras
 from app.capture import CaptureThread
 from app.frame_sources import FrameSource, SourceInfo, open_source
 from app.inference import InferenceWorker, PoseFrame
+from app.panels import DistillPanel, EvaluatePanel, TrainPanel
 from app.plots import ConfidencePlotsWidget
 from app.recording import Recorder
 from app.views import VIEW_CLASSES, PoseView, TrackerView
@@ -141,13 +142,29 @@ class MainWindow(QMainWindow):
         self.mode_tabs = QTabWidget()
         self.mode_tabs.addTab(self.takeCentralWidget(), "Viewer")
         self.mode_tabs.addTab(self.annotate, "Annotate")
+        self._build_training_tabs()
         self.mode_tabs.currentChanged.connect(self._on_mode_changed)
         self.setCentralWidget(self.mode_tabs)
+
+    def _build_training_tabs(self) -> None:
+        """Train, Distill and Evaluate run as separate processes; a finished model loads into the viewer."""
+        self.train_panel = TrainPanel()
+        self.distill_panel = DistillPanel()
+        self.evaluate_panel = EvaluatePanel()
+        for panel in (self.train_panel, self.distill_panel):
+            panel.model_ready.connect(self._load_trained_model)
+        self.mode_tabs.addTab(self.train_panel, "Train")
+        self.mode_tabs.addTab(self.distill_panel, "Distill")
+        self.mode_tabs.addTab(self.evaluate_panel, "Evaluate")
+
+    def _load_trained_model(self, path: str) -> None:
+        if self.load_model(path, interactive=True):
+            self.mode_tabs.setCurrentIndex(0)
 
     def _on_mode_changed(self, _index: int) -> None:
         # Labelling is on still frames, and the model is better spent on predictions than on a hidden video;
         # the viewer-only docks give their room to the canvas and come back with the viewer.
-        annotating = self.mode_tabs.currentWidget() is self.annotate
+        annotating = self.mode_tabs.currentIndex() != 0  # any tab but the viewer
         if annotating and self.capture is not None and self.capture.playing:
             self.capture.set_playing(False)
         viewer_docks = (self.controls_dock, self.plots_dock)
@@ -711,6 +728,8 @@ class MainWindow(QMainWindow):
         """Stop threads and finish a recording; safe to call twice."""
         self.stop_recording()
         self.annotate.shutdown()
+        for panel in (self.train_panel, self.distill_panel, self.evaluate_panel):
+            panel.shutdown()
         self._stop_capture()
         if self.worker.isRunning():
             self.worker.stop()

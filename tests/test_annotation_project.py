@@ -135,3 +135,16 @@ def test_sigkill_mid_save_never_leaves_a_broken_file(tmp_path, project):
     assert last > 0  # the loop really saved between kills
     leftovers = list(tmp_path.glob(".p.cpmproj.json.*.tmp"))
     assert len(leftovers) <= 6  # at most one temp file per kill, never the project itself
+
+
+def test_project_file_reads_as_a_dataset_of_its_labelled_frames(tmp_path, project):
+    """Training and `cpm dataset` take an annotation project directly; only labelled frames count."""
+    p = project
+    for j in range(21):
+        p.set_state(1, p.placed_state(1, j, np.array([10.0 + j, 20.0 + j])))
+    p.save()
+    ds = read_dataset(p.path)
+    labelled = [i for i in range(len(p)) if p.is_labelled(i)]
+    assert ds.num_images == len(labelled) >= 1
+    inst = {Path(s.image).name: s for s in ds.samples}[Path(p.frames[1].image).name].instances[0]
+    np.testing.assert_allclose(inst.keypoints[5], [15.0, 25.0])

@@ -267,3 +267,20 @@ def test_untrained_model_is_flagged_and_shortcuts_listed(qtbot, window):
         assert k in keys, k
     window.show_shortcuts()
     assert "Ctrl+R" in window.shortcuts_box.text()
+
+
+def test_training_tabs_are_in_the_window_and_load_finished_models(qtbot, window, tmp_path, tiny_spec):
+    """Train / Distill / Evaluate live beside the viewer; a finished run's model loads into the viewer."""
+    from cpm_core.model_card import ModelCard
+    from cpm_core.network import build_cpm
+    from cpm_core.weights import save_model
+
+    names = [window.mode_tabs.tabText(i) for i in range(window.mode_tabs.count())]
+    assert names == ["Viewer", "Annotate", "Train", "Distill", "Evaluate"]
+    window.mode_tabs.setCurrentWidget(window.train_panel)
+    model_dir = save_model(build_cpm(tiny_spec), ModelCard.for_spec(tiny_spec, name="freshly-trained"),
+                           tmp_path / "trained")
+    window.train_panel.model_ready.emit(str(model_dir))
+    qtbot.waitUntil(lambda: window.worker.estimator is not None
+                    and window.worker.estimator.card.name == "freshly-trained", timeout=WAIT_MS)
+    assert window.mode_tabs.currentIndex() == 0

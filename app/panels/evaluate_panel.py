@@ -84,6 +84,9 @@ class EvaluatePanel(QWidget):
         if path:
             self.dataset_edit.setText(path)
 
+    def shutdown(self) -> None:
+        self.process.shutdown()
+
     def start(self) -> bool:
         model, dataset = self.model_edit.text().strip(), self.dataset_edit.text().strip()
         if not model or not dataset or self.process.is_running():

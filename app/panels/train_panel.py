@@ -148,6 +148,9 @@ class TrainPanel(QWidget):
         }
 
     # -- run ---------------------------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        self.process.shutdown()
+
     def start(self) -> bool:
         if self.process.is_running():
             return False

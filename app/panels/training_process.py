@@ -86,6 +86,17 @@ class TrainingProcess(QObject):
             self.log.emit("killing the run")
             self._proc.kill()
 
+    def shutdown(self, wait_ms: int = 20000) -> None:
+        """On closing the app: a running job is asked to stop (a training run checkpoints first), given
+        `wait_ms` to finish, then killed, so no process outlives the window and no checkpoint is cut short."""
+        if not self.is_running():
+            return
+        self._proc.write(b"stop\n")
+        self._proc.waitForBytesWritten(1000)
+        if not self._proc.waitForFinished(wait_ms):
+            self._proc.kill()
+            self._proc.waitForFinished(3000)
+
     def wait_for_finished(self, ms: int = 30000) -> bool:
         return self._proc is None or self._proc.waitForFinished(ms)
 

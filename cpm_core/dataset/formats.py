@@ -17,7 +17,8 @@ from cpm_core.dataset.model import Dataset
 from cpm_core.dataset.port_labels import LABELS_NAME, read_labels, write_labels
 from cpm_core.skeleton import HAND_21, Skeleton
 
-FORMATS = ("coco", "labels", "tfrecord", "port-tfrecord", "cmu-hand")
+FORMATS = ("coco", "labels", "tfrecord", "port-tfrecord", "cmu-hand")  # readable and writable
+READ_ONLY_FORMATS = ("project",)  # annotation projects (*.cpmproj.json) are read as datasets
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".record", ".tfr")
 
 
@@ -43,6 +44,8 @@ def guess_format(path: str | os.PathLike) -> str:
     p = Path(path)
     if p.is_file():
         suffix = p.suffix.lower()
+        if p.name.endswith(".cpmproj.json"):
+            return "project"
         if suffix == ".json":
             return _json_kind(p) or "coco"
         if p.name == LABELS_NAME:
@@ -92,6 +95,11 @@ def read_dataset(
         from cpm_core.dataset.tfrecord import read_port_tfrecord  # noqa: PLC0415 - imports TensorFlow
 
         return read_port_tfrecord(path, skeleton=skeleton or HAND_21, strict=strict)
+    if fmt == "project":
+        # An annotation project trains on what a person has labelled (confirmed frames) only.
+        from cpm_core.dataset.project import AnnotationProject  # noqa: PLC0415 - project imports this module
+
+        return AnnotationProject.load(path).to_dataset(only_labelled=True)
     raise ValueError(f"unknown dataset format {fmt!r}; known: {', '.join(FORMATS)}")
 
 
