@@ -183,5 +183,8 @@ class CaptureThread(QThread):
             self.source.close()
 
     def _finish(self) -> None:
-        self._ended = True
+        # Playback stops at the end, as in any player: a seek afterwards shows that frame and stays there.
+        with self._cond:
+            self._ended = True
+            self._playing = False
         self.sourceEnded.emit()

@@ -234,7 +234,7 @@ def test_convert_weights_cli_then_infer(tmp_path):
         pickle.dump(hand_pkl_arrays(stages=2), f)
     out = tmp_path / "converted"
     assert main(["convert-weights", str(path), str(out), "--input-size", "64"]) == 0
-    est = PoseEstimator.from_path(out)
+    est = PoseEstimator.from_path(out, precision="float32")
     assert est.card.provenance["format"] == "pkl"
     model, _ = load_model(path, input_size=64)
     x = (RNG.uniform(0, 255, (1, 64, 64, 3))).astype(np.uint8)
