@@ -13,7 +13,7 @@ from cpm_core.dataset.coco import read_coco, write_coco
 from cpm_core.skeleton import COCO_17, HAND_21, Skeleton
 
 FIXTURE = Path(__file__).parent / "fixtures" / "dataset" / "tiny_coco" / "tiny.json"
-SHARED = Path("/work/shared/data")
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the clone
 needs_shared = pytest.mark.skipif(not (SHARED / "hand_pseudo" / "val.json").is_file(),
                                   reason="shared data not available")
 
