@@ -39,6 +39,11 @@ def register(subparsers) -> None:
     p.add_argument("--crop", choices=("letterbox", "centre"), default="letterbox",
                    help="whole frame padded to a square, or the centred square (the port's demos)")
     p.add_argument("--threshold", type=float, default=0.1, help="hide joints below this confidence")
+    p.add_argument("--detect", action="store_true", help="find subjects anywhere in the frame with a detector, "
+                   "estimate each one's pose and track identities; JSON results get 'subjects'")
+    p.add_argument("--detector", choices=("palm", "pose", "hog"), default=None,
+                   help="with --detect: the detector (default: palm for hand models, pose for body models)")
+    p.add_argument("--max-subjects", type=int, default=4, metavar="N", help="with --detect: at most N subjects")
     p.set_defaults(func=run)
 
 
@@ -103,8 +108,27 @@ def _frames(path: Path, kind: str):
                 raise SourceError(f"{path}: video has no decodable frames")
 
 
-def _process(estimator, path: Path, args, out_dir: Path | None, results: list, errors: list[str]) -> None:
+def _flush_detected(multi, batch: list, kind: str, path: Path, args, writers: _Writers, results: list, bar) -> None:
+    """--detect: every frame through detector + CPM + tracker; the first (best) subject's joints also go
+    under 'keypoints', so readers of the single-subject JSON keep working."""
+    from cpm_core.detection.draw import draw_subjects
+
+    for index, src, frame in batch:
+        subjects = multi.process(frame).subjects
+        entries = [s.to_dict() for s in subjects]
+        results.append({"source": src if kind == "folder" else str(path), "frame": index,
+                        "keypoints": entries[0]["keypoints"] if entries else [], "subjects": entries})
+        if writers.out_dir is not None:
+            writers.add("pose", draw_subjects(frame, subjects, multi.estimator.card.skeleton, args.threshold), src)
+        if bar:
+            bar.update()
+
+
+def _process(estimator, path: Path, args, out_dir: Path | None, results: list, errors: list[str],
+             multi=None) -> None:
     kind = classify(path)
+    if multi is not None:
+        multi.reset()  # identities and smoothing belong to one source
     fps, total = 30.0, None
     if kind == "video":
         with VideoReader(path) as v:  # opens once more only to read the header; raises SourceError early
@@ -118,6 +142,10 @@ def _process(estimator, path: Path, args, out_dir: Path | None, results: list, e
     ok = False
 
     def flush() -> None:
+        if multi is not None:
+            _flush_detected(multi, batch, kind, path, args, writers, results, bar)
+            batch.clear()
+            return
         frames = [b[2] for b in batch]
         crops = [CropBox.centre_square(f.shape[1], f.shape[0]) if args.crop == "centre" else None for f in frames]
         for (index, src, frame), res in zip(batch, estimator.predict_batch(frames, crops, batch_size=BATCH)):
@@ -174,6 +202,16 @@ def run(args: argparse.Namespace) -> int:
     if not card.trained:
         print(f"cpm infer: WARNING: model '{card.name}' is UNTRAINED (random weights): keypoints are meaningless",
               file=sys.stderr)
+    multi = None
+    if getattr(args, "detect", False):
+        from cpm_core.detection import DetectorUnavailable, MultiPoseEstimator, default_detector_name, make_detector
+
+        try:
+            detector = make_detector(args.detector or default_detector_name(card.skeleton.name))
+            multi = MultiPoseEstimator(estimator, detector, max_subjects=max(1, args.max_subjects))
+        except (DetectorUnavailable, OSError, ValueError) as exc:
+            print(f"cpm infer: {exc}", file=sys.stderr)
+            return 2
     out_dir = Path(args.out_dir) if args.out_dir else (None if args.json else Path("cpm_out"))
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -182,13 +220,15 @@ def run(args: argparse.Namespace) -> int:
     for raw in args.paths:
         path = Path(raw)
         try:
-            _process(estimator, path, args, out_dir, results, errors)
+            _process(estimator, path, args, out_dir, results, errors, multi)
         except SourceError as exc:
             errors.append(str(exc))
             print(f"cpm infer: {exc}", file=sys.stderr)
     if args.json:
         doc = {"model": card.name, "trained": card.trained, "joints": list(card.skeleton.joints),
                "results": results}
+        if multi is not None:
+            doc["detector"] = multi.detector.name
         atomic_write_text(args.json, json.dumps(doc))
     frames = len(results)
     print(f"cpm infer: {frames} frame(s) from {len(args.paths)} input(s)"

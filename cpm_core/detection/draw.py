@@ -1,0 +1,50 @@
+"""Drawing tracked subjects with OpenCV: each id in its own colour, its crop outline and its id, so two
+subjects stay told apart in saved media (the app draws the same colours with pyqtgraph)."""
+
+from __future__ import annotations
+
+import colorsys
+
+import cv2
+import numpy as np
+
+from cpm_core.skeleton import Skeleton
+
+
+def subject_colour(subject_id: int) -> tuple[int, int, int]:
+    """A saturated BGR colour per id; golden-ratio hue steps keep consecutive ids far apart."""
+    hue = (subject_id * 0.618033988749895) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 1.0)
+    return int(b * 255), int(g * 255), int(r * 255)
+
+
+def draw_subjects(image: np.ndarray, subjects: list, skeleton: Skeleton | None = None, threshold: float = 0.1,
+                  draw_pose: bool = True) -> np.ndarray:
+    """Crop outline, '#id score' label and (if `draw_pose`) the skeleton of each subject, in the id's colour.
+
+    `subjects` are `cpm_core.detection.multi.Subject`s (anything with id, crop, score, keypoints).
+    """
+    out = image.copy()
+    t = max(1, round(max(image.shape[:2]) / 300))
+    for s in subjects:
+        colour = subject_colour(s.id)
+        corners = s.crop.corners().round().astype(np.int32)
+        cv2.polylines(out, [corners], True, colour, t + 1, cv2.LINE_AA)
+        if draw_pose and skeleton is not None and s.keypoints is not None:
+            kp = np.asarray(s.keypoints, dtype=np.float64)
+            ok = np.isfinite(kp[:, :2]).all(axis=1) & (kp[:, 2] >= threshold)
+            for a, b in skeleton.limbs:
+                if ok[a] and ok[b]:
+                    cv2.line(out, (round(kp[a, 0]), round(kp[a, 1])), (round(kp[b, 0]), round(kp[b, 1])), colour,
+                             t, cv2.LINE_AA)
+            for j in np.flatnonzero(ok):
+                cv2.circle(out, (round(kp[j, 0]), round(kp[j, 1])), t + 1, colour, -1, cv2.LINE_AA)
+        label = f"#{s.id} {s.score:.2f}"
+        x, y = corners[np.argmin(corners[:, 1])]  # the topmost corner, wherever the rotation put it
+        scale = 0.4 * t
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, t)
+        x = int(np.clip(x, 0, max(0, out.shape[1] - tw)))
+        y = int(np.clip(y - 4, th + base, out.shape[0] - 1))
+        cv2.rectangle(out, (x, y - th - base), (x + tw, y + base // 2), colour, -1)
+        cv2.putText(out, label, (x, y - base // 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), t, cv2.LINE_AA)
+    return out
