@@ -75,6 +75,22 @@ def _decode_sample(ds: Dataset, sample) -> np.ndarray:
     return read_image(ds.image_path(sample))
 
 
+def iter_subjects(ds: Dataset, min_joints: int = 3, log=None):
+    """(sample, decoded frame, instances with >= `min_joints` labelled joints) for every image that has any;
+    unreadable images are reported through `log` and skipped, so one bad file never stops a run."""
+    for sample in ds.samples:
+        usable = [inst for inst in sample.instances if inst.num_labelled >= min_joints]
+        if not usable:
+            continue
+        try:
+            frame = _decode_sample(ds, sample)
+        except (SourceError, OSError) as exc:
+            if log:
+                log(f"skipping {sample.image}: {exc}")
+            continue
+        yield sample, frame, usable
+
+
 def build_cache(ds: Dataset, input_size: int, margin: float, cache_scale: float, min_joints: int = 3,
                 log=None) -> SubjectCache:
     """Cut every subject with at least `min_joints` labelled joints out of its image.
@@ -84,18 +100,7 @@ def build_cache(ds: Dataset, input_size: int, margin: float, cache_scale: float,
     """
     res = int(round(input_size * cache_scale))
     images, kps, vis, transforms, sizes, sources = [], [], [], [], [], []
-    skipped = 0
-    for sample in ds.samples:
-        usable = [inst for inst in sample.instances if inst.num_labelled >= min_joints]
-        if not usable:
-            continue
-        try:
-            frame = _decode_sample(ds, sample)
-        except (SourceError, OSError) as exc:
-            skipped += 1
-            if log:
-                log(f"skipping {sample.image}: {exc}")
-            continue
+    for sample, frame, usable in iter_subjects(ds, min_joints, log):
         for inst in usable:
             x, y, w, h = inst.bbox
             box = CropBox.around(x, y, x + w, y + h, margin * cache_scale)

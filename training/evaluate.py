@@ -30,8 +30,7 @@ def collect_predictions(estimator, ds, margin: float, min_joints: int, batch: in
     """Run the estimator on every subject with >= min_joints labelled joints. Returns arrays pred (N, J, 2)
     and gt (N, J, 2) in image pixels, labelled (N, J), norm (N,) = longer box side, and the image names."""
     from cpm_core.preprocess import CropBox
-    from cpm_core.sources import SourceError
-    from training.data import _decode_sample
+    from training.data import iter_subjects
 
     preds, gts, labs, norms, names = [], [], [], [], []
     pending: list = []
@@ -48,16 +47,7 @@ def collect_predictions(estimator, ds, margin: float, min_joints: int, batch: in
             names.append(name)
         pending.clear()
 
-    for sample in ds.samples:
-        usable = [inst for inst in sample.instances if inst.num_labelled >= min_joints]
-        if not usable:
-            continue
-        try:
-            frame = _decode_sample(ds, sample)
-        except (SourceError, OSError) as exc:
-            if log:
-                log(f"skipping {sample.image}: {exc}")
-            continue
+    for sample, frame, usable in iter_subjects(ds, min_joints, log):
         for inst in usable:
             x, y, w, h = inst.bbox
             pending.append((frame, CropBox.around(x, y, x + w, y + h, margin), inst, str(sample.image)))
