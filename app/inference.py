@@ -4,12 +4,16 @@ The capture thread drops each frame into a one-slot mailbox; a frame the model h
 (counted as dropped) rather than queued, so a slow model shows fewer frames but never falls behind the video.
 Everything per frame that is not drawing happens here too: the self-tracking crop, Kalman smoothing, the
 colour conversion and per-stage reductions the views need, and recording. The GUI thread only draws.
+With detection on, the worker runs `cpm_core.detection.MultiPoseEstimator` instead (detector, one batched CPM
+call over all subjects' crops, identity tracking), so several subjects anywhere in the frame get poses.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,10 +22,45 @@ import numpy as np
 from PySide6.QtCore import QThread, Signal
 
 from app.capture import FramePacket
+from cpm_core.detection import Detector, MultiPoseEstimator, make_detector
 from cpm_core.estimator import PoseEstimator, PoseResult
 from cpm_core.preprocess import CropBox
 from cpm_core.skeleton import Skeleton
 from cpm_core.tracking import KalmanSmoother, SelfTracker
+
+
+def stage_reductions(result: PoseResult) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(stage_max (stages, h, w), stage_conf (stages,), joint_peaks (J,)): what the heatmap views draw, computed
+    here so the GUI thread does no reductions over full heatmap stacks."""
+    joint_maps = np.nan_to_num(result.heatmaps[..., :result.num_joints], nan=0.0)
+    peaks = joint_maps.max(axis=(-3, -2))  # (stages, J)
+    return joint_maps.max(axis=-1), peaks.mean(axis=-1), peaks[-1]
+
+
+@dataclass
+class SubjectPose:
+    """One detected, tracked subject of a frame: its identity, where the detector saw it and the pose and
+    heatmap reductions of its own crop, so any view can show any subject without model work."""
+
+    id: int
+    score: float
+    box: tuple[float, float, float, float]  # what the detector saw (x, y, w, h), frame pixels
+    crop: CropBox  # the square (rotated for hands) region the CPM looked at
+    result: PoseResult  # the CPM's output for this crop (heatmaps of every stage)
+    raw: np.ndarray  # (J, 3) keypoints straight from the model
+    smoothed: np.ndarray  # (J, 3) the tracker's per-subject Kalman-smoothed keypoints
+    stage_max: np.ndarray
+    stage_conf: np.ndarray
+    joint_peaks: np.ndarray
+    label: str = ""
+
+    def contains(self, x: float, y: float) -> bool:
+        """Whether a frame point lies in the subject's crop (rotated square) or its detector box."""
+        bx, by, bw, bh = self.box
+        if bx <= x <= bx + bw and by <= y <= by + bh:
+            return True
+        corners = self.crop.corners().astype(np.float32)
+        return cv2.pointPolygonTest(corners, (float(x), float(y)), False) >= 0
 
 
 @dataclass
@@ -48,10 +87,37 @@ class PoseFrame:
     dropped: int = 0
     processed: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    detecting: bool = False  # the frame went through the detector; `subjects` lists what it found
+    subjects: list[SubjectPose] = field(default_factory=list)  # by id
+    detector: str = ""
 
     @property
     def shown(self) -> np.ndarray:
         return self.smoothed if self.kalman else self.raw
+
+    def subject(self, subject_id: int | None) -> SubjectPose | None:
+        """The subject with this id, else the lowest id present (the default selection), else None."""
+        for s in self.subjects:
+            if s.id == subject_id:
+                return s
+        return self.subjects[0] if self.subjects else None
+
+    def for_subject(self, subject_id: int | None) -> PoseFrame:
+        """This frame as a single-subject frame of one subject (see `subject`), so the heatmap views draw a
+        selected subject unchanged; the frame itself when not detecting or nothing was found."""
+        s = self.subject(subject_id)
+        if s is None:
+            return self
+        return dataclasses.replace(self, result=s.result, raw=s.raw, smoothed=s.smoothed, crop=s.crop,
+                                   stage_max=s.stage_max, stage_conf=s.stage_conf, joint_peaks=s.joint_peaks)
+
+    def subject_at(self, x: float, y: float) -> int | None:
+        """The id of the subject under a frame point: among those whose crop or box holds it, the one with the
+        nearest centre (crops of close hands overlap); None when the point is on no subject."""
+        hits = [s for s in self.subjects if s.contains(x, y)]
+        if not hits:
+            return None
+        return min(hits, key=lambda s: (s.crop.cx - x) ** 2 + (s.crop.cy - y) ** 2).id
 
 
 class InferenceWorker(QThread):
@@ -59,6 +125,7 @@ class InferenceWorker(QThread):
     modelLoaded = Signal(object)  # the new PoseEstimator
     modelFailed = Signal(str)
     frameFailed = Signal(str)
+    detectionFailed = Signal(str)  # the detector cannot run; the worker went back to single-subject mode
 
     def __init__(self, estimator: PoseEstimator | None = None, parent=None):
         super().__init__(parent)
@@ -75,6 +142,13 @@ class InferenceWorker(QThread):
         self._tracking = False
         self._reset = False
         self._recorder = None
+        self._detect = False
+        self._detector_name = "palm"
+        self._max_subjects = 4
+        self._detector: Detector | None = None  # created in this thread on first use (loading a model file)
+        self._multi: MultiPoseEstimator | None = None
+        # How a detector is made from its name; tests put a stub here.
+        self.detector_factory: Callable[[str], Detector] = make_detector
         self.captured = 0
         self.dropped = 0
         self.processed = 0
@@ -131,11 +205,35 @@ class InferenceWorker(QThread):
         with self._cond:
             self._smoother.process_noise = process
             self._smoother.measurement_noise = measurement
+            if self._multi is not None:  # new tracks take these; running filters keep theirs
+                self._multi.tracker.process_noise = process
+                self._multi.tracker.measurement_noise = measurement
 
     def set_tracking(self, enabled: bool) -> None:
         with self._cond:
             self._tracking = bool(enabled)
             self._tracker.reset()
+
+    def set_detection(self, enabled: bool, detector: str | None = None, max_subjects: int | None = None) -> None:
+        """Detection on/off, which detector and how many subjects; a new detector name is created lazily in
+        the worker thread on the next frame (loading it can take a moment or fail)."""
+        with self._cond:
+            self._detect = bool(enabled)
+            if detector is not None and detector != self._detector_name:
+                self._detector_name = detector
+                self._detector = None
+                self._multi = None
+            if max_subjects is not None:
+                self._max_subjects = max(1, int(max_subjects))
+                if self._multi is not None:
+                    self._multi.max_subjects = self._max_subjects
+            if self._pending is None and self._last is not None:
+                self._pending = self._last  # show the current (paused) frame in the new mode
+            self._cond.notify_all()
+
+    @property
+    def detecting(self) -> bool:
+        return self._detect
 
     def set_tracker_threshold(self, threshold: float) -> None:
         self._tracker.threshold = float(threshold)
@@ -183,6 +281,8 @@ class InferenceWorker(QThread):
                     if self._reset or packet.restart:
                         self._smoother.reset()
                         self._tracker.reset()
+                        if self._multi is not None:
+                            self._multi.reset()  # new source or seek: ids start again at 1
                         self._reset = False
                 self._cond.notify_all()  # wakes a capture thread waiting for the slot
             try:
@@ -195,7 +295,87 @@ class InferenceWorker(QThread):
                     self._busy = False
                     self._cond.notify_all()
 
+    def _multi_for(self, estimator: PoseEstimator) -> MultiPoseEstimator | None:
+        """The detector pipeline for this estimator, made on first use; None (and detection switched off, with
+        detectionFailed) when the detector cannot be created here."""
+        with self._cond:
+            name, multi, detector = self._detector_name, self._multi, self._detector
+        if multi is not None and multi.estimator is estimator:
+            return multi
+        if detector is None:
+            try:
+                detector = self.detector_factory(name)
+            except Exception as exc:  # noqa: BLE001 - DetectorUnavailable, a broken model file: all say why
+                with self._cond:
+                    self._detect = False
+                self.detectionFailed.emit(f"detector {name!r} unavailable: {exc}".splitlines()[0])
+                return None
+        with self._cond:
+            if self._detector_name != name:  # the choice changed while it loaded; the next frame retries
+                return None
+            self._detector = detector
+            self._multi = MultiPoseEstimator(estimator, detector, self._max_subjects)
+            self._multi.tracker.process_noise = self._smoother.process_noise
+            self._multi.tracker.measurement_noise = self._smoother.measurement_noise
+            return self._multi
+
+    def _process_detect(self, packet: FramePacket, estimator: PoseEstimator, multi: MultiPoseEstimator) -> None:
+        """Detector + batched CPM + identities; the frame's own pose fields are the lowest id's (the default
+        selection) so recording, plots and the single-subject code paths keep working unchanged."""
+        t0 = time.perf_counter()
+        frame = packet.frame
+        try:
+            found = multi.process(frame)
+            subjects = []
+            for s in sorted(found.subjects, key=lambda s: s.id):
+                stage_max, stage_conf, joint_peaks = stage_reductions(s.result)
+                subjects.append(SubjectPose(s.id, s.score, s.box, s.crop, s.result, s.result.keypoints,
+                                            np.asarray(s.keypoints, dtype=np.float32), stage_max, stage_conf,
+                                            joint_peaks, s.detection.label))
+            if subjects:
+                first = subjects[0]
+                result, raw, smoothed = first.result, first.raw, first.smoothed
+                stage_max, stage_conf, joint_peaks = first.stage_max, first.stage_conf, first.joint_peaks
+            else:  # nothing found: the whole frame's heatmaps keep the views alive, no pose is drawn
+                result = estimator.predict(frame)
+                raw = smoothed = np.full_like(result.keypoints, np.nan)
+                stage_max, stage_conf, joint_peaks = stage_reductions(result)
+        except Exception as exc:  # noqa: BLE001 - a corrupt frame or misfit model must not end the thread
+            self.frameFailed.emit(f"frame {packet.index}: {type(exc).__name__}: {exc}".splitlines()[0])
+            return
+        self._last = packet
+        timings = dict(result.timings)
+        timings.update(found.timings)
+        timings["model"] = found.timings.get("pose", timings.get("model", 0.0))
+        timings["worker"] = (time.perf_counter() - t0) * 1e3
+        self.processed += 1
+        pose = PoseFrame(
+            index=packet.index, generation=packet.generation, rgb=cv2.cvtColor(frame, cv2.COLOR_BGR2RGB),
+            result=result, skeleton=estimator.card.skeleton, raw=raw, smoothed=smoothed, kalman=self._kalman,
+            crop=subjects[0].crop if subjects else result.crop.box, tracking=False, tracker_lost=False,
+            tracker_score=0.0, stage_max=stage_max, stage_conf=stage_conf, joint_peaks=joint_peaks,
+            latency_ms=(time.perf_counter() - packet.captured_at) * 1e3, captured=self.captured,
+            dropped=self.dropped, processed=self.processed, timings=timings, detecting=True, subjects=subjects,
+            detector=multi.detector.name)
+        self._emit(packet, pose)
+
+    def _emit(self, packet: FramePacket, pose: PoseFrame) -> None:
+        with self._cond:
+            recorder = self._recorder
+            if recorder is not None:
+                try:
+                    recorder.write(packet.frame, pose)
+                except Exception as exc:  # noqa: BLE001 - a full disk must not stop the viewer
+                    self._recorder = None
+                    self.frameFailed.emit(f"recording stopped: {exc}")
+        self.resultReady.emit(pose)
+
     def _process(self, packet: FramePacket, estimator: PoseEstimator) -> None:
+        if self._detect:
+            multi = self._multi_for(estimator)
+            if multi is not None:
+                self._process_detect(packet, estimator, multi)
+                return
         t0 = time.perf_counter()
         frame = packet.frame
         tracking = self._tracking
@@ -227,12 +407,4 @@ class InferenceWorker(QThread):
             tracker_score=self._tracker.score, stage_max=stage_max, stage_conf=peaks.mean(axis=-1),
             joint_peaks=peaks[-1], latency_ms=(time.perf_counter() - packet.captured_at) * 1e3,
             captured=self.captured, dropped=self.dropped, processed=self.processed, timings=timings)
-        with self._cond:
-            recorder = self._recorder
-            if recorder is not None:
-                try:
-                    recorder.write(packet.frame, pose)
-                except Exception as exc:  # noqa: BLE001 - a full disk must not stop the viewer
-                    self._recorder = None
-                    self.frameFailed.emit(f"recording stopped: {exc}")
-        self.resultReady.emit(pose)
+        self._emit(packet, pose)

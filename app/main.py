@@ -24,6 +24,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--screenshot", help="save a PNG of the whole window after --frames frames")
     p.add_argument("--quit", action="store_true", help="exit after the frames are rendered (no dialogs)")
     p.add_argument("--tracking", action="store_true", help="start with the self-tracking crop on")
+    p.add_argument("--detect", action="store_true", help="start with subject detection on (several subjects, "
+                   "anywhere in the frame, each with its own id)")
+    p.add_argument("--detector", choices=("palm", "pose", "hog"), default=None,
+                   help="with --detect: override the detector (default: palm for hand models, pose for body models)")
     p.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds with --quit")
     args = p.parse_args(argv)
     if args.frames is not None and args.frames < 1:
@@ -67,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     window.set_view(args.view)
     if args.tracking:
         window.tracking_check.setChecked(True)
+    if args.detector:
+        window.detector_combo.setCurrentIndex(window.detector_combo.findData(args.detector))
+    if args.detect:
+        window.detect_check.setChecked(True)
     batch = args.quit or args.screenshot is not None or args.frames is not None
     if batch:
         window.loop_check.setChecked(False)  # a short clip ends instead of looping forever

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QSlider,
+    QSpinBox,
     QStackedWidget,
     QTabWidget,
     QToolBar,
@@ -42,6 +43,7 @@ from app.panels import DistillPanel, EvaluatePanel, TrainPanel
 from app.plots import ConfidencePlotsWidget
 from app.recording import Recorder
 from app.views import VIEW_CLASSES, PoseView, TrackerView
+from cpm_core.detection import DETECTORS, default_detector_name
 from cpm_core.estimator import PoseEstimator
 from cpm_core.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, SourceError
 from cpm_core.weights import WeightsError, default_model_path, sniff_format
@@ -103,7 +105,9 @@ class MainWindow(QMainWindow):
         self.worker.modelLoaded.connect(self._on_model_loaded)
         self.worker.modelFailed.connect(self._on_model_failed)
         self.worker.frameFailed.connect(self._on_frame_failed)
+        self.worker.detectionFailed.connect(self._on_detection_failed)
         self._model_interactive = False
+        self.selected_subject: int | None = None  # None: the lowest id present
 
         self._build_views()
         self._build_annotation()
@@ -130,6 +134,7 @@ class MainWindow(QMainWindow):
         self.stack = QStackedWidget()
         for name in VIEW_ORDER:
             self.stack.addWidget(self.views[name])
+            self.views[name].subjectClicked.connect(self.select_subject)
         self.setCentralWidget(self.stack)
         self.view_name = "multi"
 
@@ -217,6 +222,8 @@ class MainWindow(QMainWindow):
         self.tracker_mode.currentTextChanged.connect(self.views["tracker"].set_mode)
         form.addRow("Tracker view pose", self.tracker_mode)
 
+        self._build_detection_controls(form)
+
         self.autoscale_check = QCheckBox("Auto-scale heatmap colours")
         self.autoscale_check.setToolTip("Colour each heatmap tile over its own range instead of [0, 1]: shows the "
                                         "structure of weak or untrained models' outputs")
@@ -233,6 +240,61 @@ class MainWindow(QMainWindow):
         dock.setWidget(panel)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
         self.controls_dock = dock
+
+    def _build_detection_controls(self, form: QFormLayout) -> None:
+        """Detect subjects: a detector finds hands/people anywhere in the frame and each gets its own pose and
+        id. The detector follows the model's skeleton unless overridden; the max and override persist."""
+        self.detect_check = QCheckBox("Detect subjects (D)")
+        self.detect_check.setToolTip("Find every subject anywhere in the frame with a detector, pose each one and "
+                                     "keep their ids over time; click a subject to show its heatmaps")
+        form.addRow(self.detect_check)
+        self.max_subjects_spin = QSpinBox()
+        self.max_subjects_spin.setRange(1, 10)
+        self.max_subjects_spin.setValue(int(self.settings.value("detection/max_subjects", 4)))
+        form.addRow("Max subjects", self.max_subjects_spin)
+        self.detector_combo = QComboBox()
+        self.detector_combo.addItem("auto", "")
+        for name in DETECTORS:
+            self.detector_combo.addItem(name, name)
+        saved = str(self.settings.value("detection/detector", "") or "")
+        self.detector_combo.setCurrentIndex(max(0, self.detector_combo.findData(saved)))
+        self.detector_combo.setToolTip("auto: palm for hand models, pose for body models")
+        form.addRow("Detector", self.detector_combo)
+        self.detect_check.toggled.connect(self._on_detection_settings)
+        self.max_subjects_spin.valueChanged.connect(self._on_detection_settings)
+        self.detector_combo.currentIndexChanged.connect(self._on_detection_settings)
+
+    def detector_name(self) -> str:
+        """The override if one is chosen, else the detector that suits the loaded model's skeleton."""
+        override = self.detector_combo.currentData()
+        if override:
+            return str(override)
+        estimator = self.worker.estimator
+        return default_detector_name(estimator.card.skeleton.name) if estimator is not None else "palm"
+
+    def _on_detection_settings(self, *_args) -> None:
+        self.detector_combo.setItemText(0, f"auto ({self.detector_name() if self.worker.estimator else '–'})")
+        self.settings.setValue("detection/max_subjects", self.max_subjects_spin.value())
+        self.settings.setValue("detection/detector", self.detector_combo.currentData() or "")
+        self.worker.set_detection(self.detect_check.isChecked(), self.detector_name(), self.max_subjects_spin.value())
+
+    def _on_detection_failed(self, message: str) -> None:
+        self.report_error(f"{message}; subject detection is off", interactive=False)
+        self.detect_check.setChecked(False)
+
+    def select_subject(self, subject_id: int | None) -> None:
+        """Show this subject's heatmaps in the Multi-stage and Joints views (None: the lowest id present)."""
+        self.selected_subject = subject_id
+        for v in self.views.values():
+            v.selected_subject = subject_id
+        self.current_view.redraw()
+
+    def select_subject_at(self, x: float, y: float) -> int | None:
+        """Select the subject under a frame point of the last drawn frame; returns its id (None: no subject)."""
+        sid = self._drawn.subject_at(x, y) if self._drawn is not None else None
+        if sid is not None:
+            self.select_subject(sid)
+        return sid
 
     def _build_plots_and_card(self) -> None:
         self.plots = ConfidencePlotsWidget()
@@ -329,9 +391,11 @@ class MainWindow(QMainWindow):
         self.kalman_action = self._action("Toggle Kalman smoothing", self.kalman_check.toggle, "K")
         self.tracking_action = self._action("Toggle self-tracking crop", self.tracking_check.toggle, "T")
         self.loop_action = self._action("Toggle loop", self.loop_check.toggle, "L")
+        self.detect_action = self._action("Toggle subject detection", self.detect_check.toggle, "D")
         self.realtime_action = self._action("Process every frame (no drops, slower than real time)",
                                             lambda on: self.set_realtime(not on), checkable=True)
-        for act in (self.kalman_action, self.tracking_action, self.loop_action, self.realtime_action):
+        for act in (self.kalman_action, self.tracking_action, self.loop_action, self.detect_action,
+                    self.realtime_action):
             view_menu.addAction(act)
         for dock in (self.controls_dock, self.card_dock, self.plots_dock):
             view_menu.addAction(dock.toggleViewAction())
@@ -419,6 +483,7 @@ class MainWindow(QMainWindow):
         self.source_ended = False
         self.displayed = 0
         self._latest = None
+        self.select_subject(None)  # ids start again at 1 with the new source (the worker resets its tracker)
         cap = CaptureThread(source, self.worker.submit, self.generation, self.worker.wait_for_slot)
         cap.positionChanged.connect(self._on_position)
         cap.frameWarning.connect(self._on_frame_warning)
@@ -566,6 +631,7 @@ class MainWindow(QMainWindow):
         self.autoscale_check.setChecked(not card.trained)
         hand = card.skeleton.name.startswith("hand")
         self.kalman_check.setChecked(hand)  # the port smooths hands, not bodies
+        self._on_detection_settings()  # an 'auto' detector follows the new skeleton
         self.statusBar().showMessage(f"Model: {card.name}", 5000)
         self.modelChanged.emit(card.name)
 
@@ -645,7 +711,9 @@ class MainWindow(QMainWindow):
         pose = self._drawn
         ms = f"{pose.timings.get('model', 0):.1f}" if pose else "–"
         self.readout.setText(f"capture {cap_fps:.1f} fps | inference {ms} ms | display {disp_fps:.1f} fps | "
-                             f"dropped {self.worker.dropped}" + (" | REC" if self.recorder else ""))
+                             f"dropped {self.worker.dropped}"
+                             + (f" | subjects {len(pose.subjects)}" if pose and pose.detecting else "")
+                             + (" | REC" if self.recorder else ""))
 
     # ------------------------------------------------------------------ output
     def snapshot(self, path: str | Path | None = None) -> Path | None:

@@ -27,10 +27,14 @@ class PoseItem(pg.GraphicsObject):
     """The whole skeleton as one graphics item painted in device pixels: one paint call per frame instead of
     a curve item per limb (each with its own bounding-rect bookkeeping), which kept the GUI thread busy."""
 
-    def __init__(self, skeleton: Skeleton, width: float, alpha: int, style: Qt.PenStyle):
+    def __init__(self, skeleton: Skeleton, width: float, alpha: int, style: Qt.PenStyle,
+                 colour: tuple[int, int, int] | None = None):
+        """`colour` (RGB): every limb in one colour, which tells detected subjects apart; default: the
+        skeleton's own limb colours."""
         super().__init__()
         self.skeleton = skeleton
-        self._pens = [QPen(QColor(r, g, b, alpha), width, style) for b, g, r in skeleton.colors]
+        colours = [colour] * len(skeleton.limbs) if colour is not None else [(r, g, b) for b, g, r in skeleton.colors]
+        self._pens = [QPen(QColor(r, g, b, alpha), width, style) for r, g, b in colours]
         for pen in self._pens:
             pen.setCosmetic(True)
         self._outline = QPen(QColor(0, 0, 0, alpha), 1)
@@ -83,10 +87,10 @@ class PoseOverlay:
     """A skeleton on a ViewBox: limbs in the skeleton's colours, joints red (unsure) to green (sure)."""
 
     def __init__(self, view: pg.ViewBox, skeleton: Skeleton, width: float = 2.5, alpha: int = 255,
-                 style: Qt.PenStyle = Qt.PenStyle.SolidLine, z: float = 10):
+                 style: Qt.PenStyle = Qt.PenStyle.SolidLine, z: float = 10, colour: tuple[int, int, int] | None = None):
         self.view = view
         self.skeleton = skeleton
-        self.item = PoseItem(skeleton, width, alpha, style)
+        self.item = PoseItem(skeleton, width, alpha, style, colour)
         self.item.setZValue(z)
         view.addItem(self.item)
 
@@ -98,3 +102,91 @@ class PoseOverlay:
 
     def update(self, keypoints: np.ndarray, threshold: float) -> None:
         self.item.set_pose(keypoints, threshold)
+
+
+def subject_rgb(subject_id: int) -> tuple[int, int, int]:
+    """The subject's colour as RGB: the same hue `cpm_core.detection.draw` uses in saved media (BGR there)."""
+    from cpm_core.detection.draw import subject_colour
+
+    b, g, r = subject_colour(subject_id)
+    return r, g, b
+
+
+class SubjectGraphics:
+    """One detected subject on a ViewBox: skeleton, crop outline (rotated for hands) and '#id' label, all in the
+    subject's colour; the selected subject's outline is solid and thicker, the others dashed."""
+
+    def __init__(self, view: pg.ViewBox, skeleton: Skeleton, subject_id: int):
+        self.view = view
+        self.skeleton = skeleton
+        self.subject_id = subject_id
+        colour = subject_rgb(subject_id)
+        self.pose = PoseOverlay(view, skeleton, colour=colour, z=11)
+        self._pens = {sel: pg.mkPen(colour, width=3 if sel else 1.5,
+                                    style=Qt.PenStyle.SolidLine if sel else Qt.PenStyle.DashLine)
+                      for sel in (False, True)}
+        self.box = pg.PlotCurveItem(pen=self._pens[False])
+        self.box.setZValue(9)
+        view.addItem(self.box)
+        self.label = pg.TextItem(anchor=(0, 1), color=(0, 0, 0), fill=pg.mkBrush(*colour, 220))
+        self.label.setZValue(21)
+        view.addItem(self.label)
+
+    def update(self, subject, keypoints: np.ndarray, threshold: float, selected: bool,
+               frame_size: tuple[int, int] | None = None) -> None:
+        """`frame_size` (w, h) keeps the label on the frame when a crop reaches past its edges."""
+        self.pose.update(keypoints, threshold)
+        corners = subject.crop.corners()
+        closed = np.vstack([corners, corners[:1]])
+        self.box.setData(closed[:, 0], closed[:, 1])
+        self.box.setPen(self._pens[selected])
+        top = corners[np.argmin(corners[:, 1])]  # the topmost corner, wherever the rotation put it
+        self.label.setText(f"#{subject.id} {subject.score:.2f}" + (" \u25c0" if selected else ""))
+        x, y = float(top[0]), float(top[1])
+        anchor = [0.0, 1.0]  # the label's bottom-left on the crop's top corner
+        if frame_size is not None:
+            w, h = frame_size
+            if x > 0.8 * w:
+                anchor[0] = 1.0
+            if y < 0:
+                anchor[1] = 0.0  # hang it from the frame's top edge instead of above it
+            x, y = min(max(x, 0.0), float(w)), min(max(y, 0.0), float(h))
+        self.label.setAnchor(tuple(anchor))
+        self.label.setPos(x, y)
+
+    def set_visible(self, visible: bool) -> None:
+        for item in (self.pose.item, self.box, self.label):
+            item.setVisible(visible)
+
+    def remove(self) -> None:
+        self.pose.remove()
+        self.view.removeItem(self.box)
+        self.view.removeItem(self.label)
+
+
+class SubjectsOverlay:
+    """Every detected subject of a frame on one ViewBox, graphics kept per id (an id keeps its colour and
+    items while it lives; items of ids gone are removed)."""
+
+    def __init__(self, view: pg.ViewBox):
+        self.view = view
+        self.items: dict[int, SubjectGraphics] = {}
+
+    def clear(self) -> None:
+        for g in self.items.values():
+            g.remove()
+        self.items = {}
+
+    def update(self, subjects: list, skeleton: Skeleton, threshold: float, selected: int | None,
+               kalman: bool = True, frame_size: tuple[int, int] | None = None) -> None:
+        """`subjects` are `app.inference.SubjectPose`s; `selected` is the id drawn as selected."""
+        for sid in [sid for sid, g in self.items.items() if g.skeleton != skeleton]:
+            self.items.pop(sid).remove()
+        present = {s.id for s in subjects}
+        for sid in [sid for sid in self.items if sid not in present]:
+            self.items.pop(sid).remove()
+        for s in subjects:
+            g = self.items.get(s.id)
+            if g is None:
+                g = self.items[s.id] = SubjectGraphics(self.view, skeleton, s.id)
+            g.update(s, s.smoothed if kalman else s.raw, threshold, s.id == selected, frame_size)

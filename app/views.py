@@ -3,6 +3,8 @@
 Drawing is the fast path from numpy to the screen (ImageItem.setImage with fixed levels and a lookup table, as
 in pyqtgraph's VideoSpeedTest); every array a view needs was prepared by the inference worker, so a view's
 `show()` does no model work. Views keep the last frame so a threshold or view change redraws at once.
+With detection on, the frame views draw every subject in its id's colour and the heatmap views show the
+selected subject; a click on a subject in any frame view asks the window to select it (`subjectClicked`).
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ import time
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 
 from app.inference import PoseFrame
-from app.pose_overlay import PoseOverlay, jet_lut
+from app.pose_overlay import PoseOverlay, SubjectsOverlay, jet_lut
 from cpm_core.skeleton import Skeleton
 
 JET = jet_lut()
@@ -45,6 +47,7 @@ class FramePanel:
     def __init__(self, layout: pg.GraphicsLayout, row: int, col: int, title: str = "", **kwargs):
         self.plot, self.view, self.image = _image_plot(layout, row, col, title, **kwargs)
         self.overlay: PoseOverlay | None = None
+        self.subjects = SubjectsOverlay(self.view)
         self._shape: tuple[int, ...] | None = None
 
     def ensure_overlay(self, skeleton: Skeleton) -> PoseOverlay:
@@ -60,9 +63,19 @@ class FramePanel:
             self._shape = rgb.shape
             self.view.autoRange(padding=0.0)
 
-    def show(self, pose: PoseFrame, keypoints: np.ndarray, threshold: float) -> None:
+    def show(self, pose: PoseFrame, keypoints: np.ndarray, threshold: float, selected: int | None = None,
+             kalman: bool | None = None) -> None:
+        """The frame with its pose; with detection, every subject instead (`selected` outlined boldly)."""
         self.show_frame(pose.rgb)
-        self.ensure_overlay(pose.skeleton).update(keypoints, threshold)
+        overlay = self.ensure_overlay(pose.skeleton)
+        overlay.set_visible(not pose.detecting)
+        if pose.detecting:
+            chosen = pose.subject(selected)
+            self.subjects.update(pose.subjects, pose.skeleton, threshold, chosen.id if chosen else None,
+                                 pose.kalman if kalman is None else kalman, (pose.rgb.shape[1], pose.rgb.shape[0]))
+        else:
+            self.subjects.clear()
+            overlay.update(keypoints, threshold)
 
 
 def heatmap_levels(heatmap: np.ndarray, autoscale: bool) -> tuple[float, float]:
@@ -104,9 +117,10 @@ class HeatmapCell:
 
 
 class PoseView(pg.GraphicsLayoutWidget):
-    """Base of the four views: remembers the last frame and threshold."""
+    """Base of the four views: remembers the last frame, threshold and selected subject."""
 
     title = ""
+    subjectClicked = Signal(int)  # the id of a detected subject clicked in this view's frame panel
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -114,6 +128,20 @@ class PoseView(pg.GraphicsLayoutWidget):
         self.last: PoseFrame | None = None
         self.threshold = 0.1
         self.autoscale = False  # heatmap tiles use their own range instead of [0, 1]
+        self.selected_subject: int | None = None  # None: the lowest id present
+        self.scene().sigMouseClicked.connect(self._on_click)
+
+    def _on_click(self, event) -> None:
+        panel: FramePanel | None = getattr(self, "panel", None)
+        pose = self.last
+        if panel is None or pose is None or not pose.detecting or event.button() != Qt.MouseButton.LeftButton:
+            return
+        if not panel.view.sceneBoundingRect().contains(event.scenePos()):
+            return
+        point = panel.view.mapSceneToView(event.scenePos())
+        sid = pose.subject_at(point.x(), point.y())
+        if sid is not None:
+            self.subjectClicked.emit(sid)
 
     def show_pose(self, pose: PoseFrame) -> None:
         self.last = pose
@@ -141,7 +169,7 @@ class SingleView(PoseView):
         self.panel = FramePanel(self.ci, 0, 0, "frame and final pose")
 
     def _draw(self, pose: PoseFrame) -> None:
-        self.panel.show(pose, pose.shown, self.threshold)
+        self.panel.show(pose, pose.shown, self.threshold, self.selected_subject)
 
 
 class StageGridView(PoseView):
@@ -162,14 +190,17 @@ class StageGridView(PoseView):
         cols = 2 if stages <= 4 else 3
         self.cells = [HeatmapCell(self.grid, i // cols, i % cols) for i in range(stages)]
 
-    def _draw(self, pose: PoseFrame) -> None:
+    def _draw(self, frame: PoseFrame) -> None:
+        pose = frame.for_subject(self.selected_subject)  # the selected subject's heatmaps when detecting
+        chosen = frame.subject(self.selected_subject)
+        prefix = f"#{chosen.id} " if chosen is not None else ""
         stages = pose.stage_max.shape[0]
         if len(self.cells) != stages:
             self._build(stages)
         for i, cell in enumerate(self.cells):
-            title = f"stage {i + 1} \u00b7 mean peak {format_confidence(pose.stage_conf[i])}"
+            title = f"{prefix}stage {i + 1} \u00b7 mean peak {format_confidence(pose.stage_conf[i])}"
             cell.show(pose.stage_max[i], title, self.autoscale)
-        self.panel.show(pose, pose.shown, self.threshold)
+        self.panel.show(frame, frame.shown, self.threshold, self.selected_subject)
 
 
 class JointsView(PoseView):
@@ -188,13 +219,16 @@ class JointsView(PoseView):
         self.cells = [HeatmapCell(self.ci, i // cols, i % cols) for i in range(len(joints))]
         self._joints = joints
 
-    def _draw(self, pose: PoseFrame) -> None:
+    def _draw(self, frame: PoseFrame) -> None:
+        pose = frame.for_subject(self.selected_subject)
+        chosen = frame.subject(self.selected_subject)
+        prefix = f"#{chosen.id} " if chosen is not None else ""
         joints = pose.skeleton.joints
         if joints != self._joints:
             self._build(joints)
         last = pose.result.heatmaps[-1]
         for j, cell in enumerate(self.cells):
-            cell.show(last[..., j], f"{joints[j]} {format_confidence(pose.joint_peaks[j])}", self.autoscale)
+            cell.show(last[..., j], f"{prefix}{joints[j]} {format_confidence(pose.joint_peaks[j])}", self.autoscale)
 
 
 class TrackerView(PoseView):
@@ -222,9 +256,14 @@ class TrackerView(PoseView):
         self.redraw()
 
     def _draw(self, pose: PoseFrame) -> None:
+        if pose.detecting:
+            self._draw_subjects(pose)
+            return
         skeleton = pose.skeleton
         self.panel.show_frame(pose.rgb)
+        self.panel.subjects.clear()
         main = self.panel.ensure_overlay(skeleton)
+        main.set_visible(True)
         if self.raw_overlay is None or self.raw_overlay.skeleton != skeleton:
             if self.raw_overlay is not None:
                 self.raw_overlay.remove()
@@ -243,6 +282,18 @@ class TrackerView(PoseView):
         else:
             text = "self-tracking off: whole frame (letterboxed)"
         self.status.setText(f"{text}\npose: {self.mode}")
+        self.status.setPos(0, 0)
+
+    def _draw_subjects(self, pose: PoseFrame) -> None:
+        """Detection replaces self-tracking: each subject's crop and pose (raw or smoothed by the mode)."""
+        self.panel.show(pose, pose.shown, self.threshold, self.selected_subject, kalman=self.mode != "raw")
+        if self.raw_overlay is not None:
+            self.raw_overlay.set_visible(False)
+        self.box.setData([], [])
+        ids = ", ".join(f"#{s.id}" for s in pose.subjects) or "none"
+        n = len(pose.subjects)
+        self.status.setText(f"detector {pose.detector}: {n} subject{'' if n == 1 else 's'} ({ids})\n"
+                            f"pose: {'raw' if self.mode == 'raw' else 'smoothed'}")
         self.status.setPos(0, 0)
 
 
