@@ -50,7 +50,7 @@ def write_learning_curve(run_dir: str | Path, out_prefix: str | Path) -> tuple[P
     ax2.set_ylabel("validation PCK@0.2")
     ax2.axhline(0.8, color="tab:blue", ls=":", lw=0.8)
     ax1.set_title(f"Learning curve: {Path(run_dir).name}")
-    fig.legend(loc="lower right")
+    fig.legend(loc="upper right", bbox_to_anchor=(0.88, 0.88))
     fig.tight_layout()
     png_path = out_prefix.with_suffix(".png")
     tmp = png_path.with_name(f".{png_path.name}.tmp.png")
