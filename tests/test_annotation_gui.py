@@ -11,6 +11,7 @@ import pytest
 from app_support import FOLDER, SlowEstimator, tiny_estimator
 from PySide6.QtCore import QPoint, QPointF, QSettings, Qt
 from PySide6.QtGui import QMouseEvent
+from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QPushButton
 
 from app.annotate.workspace import AnnotationWorkspace
@@ -59,6 +60,8 @@ def _drag(w: AnnotationWorkspace, start: tuple[float, float], end: tuple[float, 
     left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
     _mouse(w, QMouseEvent.Type.MouseButtonPress, a, left)
     for k in range(1, steps + 1):
+        # pyqtgraph drops move events closer than 10 ms (mouseRateLimit = 100/s); a real hand never is
+        QTest.qWait(12)
         t = k / steps
         _mouse(w, QMouseEvent.Type.MouseMove, QPoint(round(a.x() + t * (b.x() - a.x())),
                                                       round(a.y() + t * (b.y() - a.y()))), left)
