@@ -17,3 +17,11 @@ FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 def tiny_spec() -> ModelSpec:
     """A real CPM at a size that runs in milliseconds: 64 px input, 2 stages, eighth width, 21 joints."""
     return ModelSpec(name="tiny", input_size=64, stages=2, num_joints=21, stride=8, trunk="hand", width=0.125)
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every test starts from the same Python, NumPy and TensorFlow seeds: a failure reproduces."""
+    import keras
+
+    keras.utils.set_random_seed(1234)
