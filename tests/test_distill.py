@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from run_configs import TINY_COCO, write_tiny_config
 
 from cpm_core.model_card import ModelCard
 from cpm_core.network import build_cpm
@@ -23,36 +24,13 @@ from training.events import parse_line
 from training.teachers import CpmTeacher, KeypointTeacher, check_stage_map, default_stage_map
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_COCO = ROOT / "tests" / "fixtures" / "dataset" / "tiny_coco" / "tiny.json"
 LITE_TEACHER = ROOT / "tests" / "fixtures" / "teachers" / "hand_landmark_lite.tflite"
 TEACHER_SPEC = ModelSpec(name="teacher", input_size=96, stages=3, num_joints=21, stride=8, width=0.125)
 
 
 def write_config(tmp_path: Path, teacher: Path, steps: int = 6, **distill) -> Path:
-    extra = "\n".join(f"{k} = {json.dumps(v)}" for k, v in distill.items())
-    cfg = tmp_path / "distill.toml"
-    cfg.write_text(f"""
-output = "out"
-[data]
-train = ["{TINY_COCO}"]
-val = ["{TINY_COCO}"]
-margin = 1.5
-[model]
-preset = "hand-rt-128x3"
-spec = {{ input_size = 64, stages = 2, width = 0.125 }}
-[train]
-batch = 4
-steps = {steps}
-lr = 0.003
-log_every = 2
-eval_every = 4
-checkpoint_every = 100
-precision = "float32"
-[distill]
-teacher = "{teacher}"
-{extra}
-""")
-    return cfg
+    return write_tiny_config(tmp_path / "distill.toml", steps, {"eval_every": 4, "checkpoint_every": 100},
+                             distill={"teacher": str(teacher), **distill})
 
 
 def run_cpm(args: list[str]) -> tuple[int, list[dict], str]:

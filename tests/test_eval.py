@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from run_configs import TINY_COCO, write_tiny_config
 
 from cpm_core.dataset.formats import read_dataset
 from cpm_core.metrics import end_point_error, pck
@@ -22,7 +23,6 @@ from cpm_core.weights import save_model
 from training.events import parse_line
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_COCO = ROOT / "tests" / "fixtures" / "dataset" / "tiny_coco" / "tiny.json"
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
 
 
@@ -34,33 +34,10 @@ def cpm(*args: str, timeout: float = 150) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def trained_model(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("train")
-    cfg = tmp / "run.toml"
-    cfg.write_text(f"""
-output = "out"
-[data]
-train = ["{TINY_COCO}"]
-val = ["{TINY_COCO}"]
-margin = 1.5
-[model]
-spec = {{ input_size = 64, stages = 2, width = 0.125 }}
-[train]
-batch = 4
-steps = 150
-lr = 0.002
-log_every = 10
-eval_every = 0
-checkpoint_every = 100
-precision = "float32"
-[augment]
-rotation = 0.0
-scale = [1.0, 1.0]
-translate = 0.0
-brightness = 0.0
-contrast = 0.0
-saturation = 0.0
-low_res = 0.0
-noise = 0.0
-""")
+    off = {"rotation": 0.0, "scale": [1.0, 1.0], "translate": 0.0, "brightness": 0.0, "contrast": 0.0,
+           "saturation": 0.0, "low_res": 0.0, "noise": 0.0}
+    cfg = write_tiny_config(tmp / "run.toml", 150, {"lr": 0.002, "log_every": 10, "eval_every": 0,
+                                                    "checkpoint_every": 100}, augment=off)
     res = cpm("train", str(cfg))
     assert res.returncode == 0, res.stderr[-2000:]
     return Path([parse_line(x) for x in res.stdout.splitlines()][-1]["model"])

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from run_configs import write_tiny_config
 
 from cpm_core.skeleton import BODY_14, HAND_21
 from training.config import AugmentConfig, load_config
@@ -22,27 +23,10 @@ from training.events import parse_line
 from training.loop import stage_l2
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_COCO = ROOT / "tests" / "fixtures" / "dataset" / "tiny_coco" / "tiny.json"
 
 
 def write_config(tmp_path: Path, steps: int, **train) -> Path:
-    settings = {"batch": 4, "steps": steps, "lr": 0.003, "log_every": 2, "eval_every": 10, "checkpoint_every": 10,
-                "precision": "float32", **train}
-    body = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
-    cfg = tmp_path / "run.toml"
-    cfg.write_text(f"""
-output = "out"
-[data]
-train = ["{TINY_COCO}"]
-val = ["{TINY_COCO}"]
-margin = 1.5
-[model]
-preset = "hand-rt-128x3"
-spec = {{ input_size = 64, stages = 2, width = 0.125 }}
-[train]
-{body}
-""")
-    return cfg
+    return write_tiny_config(tmp_path / "run.toml", steps, train)
 
 
 def test_config_overrides_and_errors(tmp_path):
