@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+from machine import describe_machine  # noqa: E402
 
 from cpm_core.detection import DetectorUnavailable, MultiPoseEstimator, MultiSubjectTracker, make_detector  # noqa: E402
 
@@ -34,19 +34,6 @@ MEDIA = Path(__file__).resolve().parents[2] / "shared" / "data" / "media"
 HAND_VIDEOS = ["hand/mediapipe_hand_test_video.mp4", "hand/mediapipe_gesture_test_video.mp4",
                "hand/handpose3d_cam0.mp4", "hand/gesrec_hands.mp4"]
 BODY_VIDEOS = ["body/bodypose3d_cam0.mp4", "body/mmpose_demo.mp4"]
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{cpu}, {os.cpu_count()} cores, load {load:.1f} at start; OpenCV {cv2.__version__}"
 
 
 def frames(path: Path, limit: int | None):
@@ -120,7 +107,7 @@ def main() -> None:
     from cpm_core.estimator import PoseEstimator
 
     estimators = {"hand": PoseEstimator.default("hand"), "body": PoseEstimator.default("body")}
-    print(f"machine: {machine()}")
+    print(f"machine: {describe_machine()}")
     print(f"models: hand '{estimators['hand'].card.name}' ({estimators['hand'].spec.name}), body "
           f"'{estimators['body'].card.name}' ({estimators['body'].spec.name})")
     k = args.max_subjects

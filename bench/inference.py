@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from machine import describe_machine  # noqa: E402
 
 from cpm_core.estimator import PoseEstimator  # noqa: E402
 from cpm_core.model_card import ModelCard  # noqa: E402
@@ -71,8 +70,7 @@ def main() -> None:
             for prec in args.precisions.split(",")]
     after = matmul_gflops()
     mm = (before + after) / 2
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"TF {tf.__version__}, numpy {np.__version__}; numpy float32 matmul {mm:.0f} GFLOP/s "
+    print(f"machine: {describe_machine()}; numpy {np.__version__}; numpy float32 matmul {mm:.0f} GFLOP/s "
           f"(before {before:.0f}, after {after:.0f}); AMX bfloat16: {cpu_has_fast_bfloat16()}")
     print("model-only latency = PoseEstimator's compiled tf.function at batch 1 (uint8 in, heatmaps out); "
           "predict = + crop of a 640x480 frame and decoding")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -26,24 +25,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+from machine import describe_machine  # noqa: E402
 
 SHARED_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "media" / "hand" / "handpose3d_cam0.mp4"
-
-
-def machine() -> str:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    return (f"{platform.node()}: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-            f"TF {tf.__version__}, {'GPU ' + str(len(gpus)) if gpus else 'CPU only'}")
 
 
 def bare_fps(estimator, video: Path, frames: int) -> float:
@@ -133,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     live = gui_run(est, video, args.frames, args.view, realtime=True)
     multi = gui_run(est, Path(args.multi_video), args.frames, args.view, realtime=False, detect=True)
 
-    print(f"machine: {machine()}")
+    print(f"machine: {describe_machine()}")
     print(f"model: {est.card.name} ({est.spec.input_size}px, {est.spec.stages} stages); video: {video.name} "
           f"{size} @ {file_fps:.0f} fps; view: {args.view}; frames: {args.frames}")
     print("| run | frames/s | vs bare | shown | dropped | p99 GUI stall ms | p99 after 1st s | max stall ms |")

@@ -25,3 +25,27 @@ def _seeded():
     import keras
 
     keras.utils.set_random_seed(1234)
+
+
+@pytest.fixture(scope="module")
+def estimator():
+    """A real tiny PoseEstimator for the app tests (module-scoped: tracing it once is enough)."""
+    from app_support import tiny_estimator
+
+    return tiny_estimator()
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, estimator):
+    """The real main window on the tiny estimator, with settings in a temporary file; closed and checked after."""
+    from PySide6.QtCore import QSettings
+
+    from app.main_window import MainWindow
+
+    w = MainWindow(estimator, settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat),
+                   quiet=True)
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    w.close()
+    assert not w.worker.isRunning()

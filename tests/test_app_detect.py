@@ -4,8 +4,7 @@ drawing, ids, click-to-select, toggling and a missing detector are tested withou
 from __future__ import annotations
 
 import numpy as np
-import pytest
-from app_support import IMAGE, tiny_estimator
+from app_support import IMAGE
 from PySide6.QtCore import QPoint, QPointF, QSettings, Qt
 
 from app.main import parse_args
@@ -29,22 +28,6 @@ class TwoSubjects:
         self.calls += 1
         return [Detection((10.0, 20.0, 60.0, 60.0), 0.9, CropBox(40.0, 50.0, 70.0), None, "hand"),
                 Detection((120.0, 30.0, 60.0, 60.0), 0.8, CropBox(150.0, 60.0, 70.0, 30.0), None, "hand")]
-
-
-@pytest.fixture(scope="module")
-def estimator():
-    return tiny_estimator()
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, estimator):
-    w = MainWindow(estimator, settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat),
-                   quiet=True)
-    qtbot.addWidget(w)
-    w.show()
-    yield w
-    w.close()
-    assert not w.worker.isRunning()
 
 
 def _click_frame(qtbot, view, x: float, y: float) -> None:

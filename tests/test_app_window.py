@@ -24,22 +24,6 @@ from cpm_core.weights import save_model
 WAIT_MS = 15000
 
 
-@pytest.fixture(scope="module")
-def estimator():
-    return tiny_estimator()
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, estimator):
-    w = MainWindow(estimator, settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat),
-                   quiet=True)
-    qtbot.addWidget(w)
-    w.show()
-    yield w
-    w.close()
-    assert not w.worker.isRunning()
-
-
 def _wait_frames(qtbot, w: MainWindow, n: int = 1) -> None:
     qtbot.waitUntil(lambda: w.displayed >= n, timeout=WAIT_MS)
 
