@@ -25,47 +25,42 @@ def _conv(k: int, cin: int, cout: int) -> tuple[np.ndarray, np.ndarray]:
             RNG.normal(0, 0.05, (cout,)).astype(np.float32))
 
 
-def hand_pkl_arrays(stages: int = 6, j: int = 22) -> dict[str, np.ndarray]:
-    """The published hand .pkl: Caffe names, HWIO kernels, biases with suffix _b."""
-    trunk = [("conv1_1", 3, 64), ("conv1_2", 64, 64), ("conv2_1", 64, 128), ("conv2_2", 128, 128),
-             ("conv3_1", 128, 256), ("conv3_2", 256, 256), ("conv3_3", 256, 256), ("conv3_4", 256, 256),
-             ("conv4_1", 256, 512), ("conv4_2", 512, 512), ("conv4_3", 512, 512), ("conv4_4", 512, 512),
-             ("conv5_1", 512, 512), ("conv5_2", 512, 512)]
+_COMMON_TRUNK = [("conv1_1", 3, 64), ("conv1_2", 64, 64), ("conv2_1", 64, 128), ("conv2_2", 128, 128),
+                 ("conv3_1", 128, 256), ("conv3_2", 256, 256), ("conv3_3", 256, 256), ("conv3_4", 256, 256),
+                 ("conv4_1", 256, 512), ("conv4_2", 512, 512)]
+
+
+def _pkl_arrays(trunk_tail: list, heads: tuple[str, str, str], stages: int, j: int,
+                centre: bool) -> dict[str, np.ndarray]:
+    """Caffe names, HWIO kernels, biases with suffix _b: trunk, image feature, stage 1, then stages 2..T."""
     d: dict[str, np.ndarray] = {}
-    for name, cin, cout in trunk:
+    for name, cin, cout in _COMMON_TRUNK + trunk_tail:
         d[name], d[name + "_b"] = _conv(3, cin, cout)
-    d["conv5_3_CPM"], d["conv5_3_CPM_b"] = _conv(3, 512, 128)
-    d["conv6_1_CPM"], d["conv6_1_CPM_b"] = _conv(1, 128, 512)
-    d["conv6_2_CPM"], d["conv6_2_CPM_b"] = _conv(1, 512, j)
+    feature, s1, s2 = heads
+    d[feature], d[feature + "_b"] = _conv(3, trunk_tail[-1][2], 128)
+    d[s1], d[s1 + "_b"] = _conv(1, 128, 512)
+    d[s2], d[s2 + "_b"] = _conv(1, 512, j)
     for t in range(2, stages + 1):
-        cin = j + 128
+        cin = j + 128 + (1 if centre else 0)
         for k in range(1, 6):
             d[f"Mconv{k}_stage{t}"], d[f"Mconv{k}_stage{t}_b"] = _conv(7, cin, 128)
             cin = 128
         d[f"Mconv6_stage{t}"], d[f"Mconv6_stage{t}_b"] = _conv(1, 128, 128)
         d[f"Mconv7_stage{t}"], d[f"Mconv7_stage{t}_b"] = _conv(1, 128, j)
     return d
+
+
+def hand_pkl_arrays(stages: int = 6, j: int = 22) -> dict[str, np.ndarray]:
+    """The published hand .pkl layout."""
+    tail = [("conv4_3", 512, 512), ("conv4_4", 512, 512), ("conv5_1", 512, 512), ("conv5_2", 512, 512)]
+    return _pkl_arrays(tail, ("conv5_3_CPM", "conv6_1_CPM", "conv6_2_CPM"), stages, j, centre=False)
 
 
 def body_pkl_arrays(stages: int = 6, j: int = 15) -> dict[str, np.ndarray]:
-    trunk = [("conv1_1", 3, 64), ("conv1_2", 64, 64), ("conv2_1", 64, 128), ("conv2_2", 128, 128),
-             ("conv3_1", 128, 256), ("conv3_2", 256, 256), ("conv3_3", 256, 256), ("conv3_4", 256, 256),
-             ("conv4_1", 256, 512), ("conv4_2", 512, 512), ("conv4_3_CPM", 512, 256), ("conv4_4_CPM", 256, 256),
-             ("conv4_5_CPM", 256, 256), ("conv4_6_CPM", 256, 256)]
-    d: dict[str, np.ndarray] = {}
-    for name, cin, cout in trunk:
-        d[name], d[name + "_b"] = _conv(3, cin, cout)
-    d["conv4_7_CPM"], d["conv4_7_CPM_b"] = _conv(3, 256, 128)
-    d["conv5_1_CPM"], d["conv5_1_CPM_b"] = _conv(1, 128, 512)
-    d["conv5_2_CPM"], d["conv5_2_CPM_b"] = _conv(1, 512, j)
-    for t in range(2, stages + 1):
-        cin = j + 128 + 1
-        for k in range(1, 6):
-            d[f"Mconv{k}_stage{t}"], d[f"Mconv{k}_stage{t}_b"] = _conv(7, cin, 128)
-            cin = 128
-        d[f"Mconv6_stage{t}"], d[f"Mconv6_stage{t}_b"] = _conv(1, 128, 128)
-        d[f"Mconv7_stage{t}"], d[f"Mconv7_stage{t}_b"] = _conv(1, 128, j)
-    return d
+    """The published body .pkl layout (stage inputs carry the centre map)."""
+    tail = [("conv4_3_CPM", 512, 256), ("conv4_4_CPM", 256, 256), ("conv4_5_CPM", 256, 256),
+            ("conv4_6_CPM", 256, 256)]
+    return _pkl_arrays(tail, ("conv4_7_CPM", "conv5_1_CPM", "conv5_2_CPM"), stages, j, centre=True)
 
 
 # ---- an independent forward pass, written from CPM_REFERENCE.md with plain tf.nn ops ----
