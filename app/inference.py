@@ -24,6 +24,7 @@ from PySide6.QtCore import QThread, Signal
 from app.capture import FramePacket
 from cpm_core.detection import Detector, MultiPoseEstimator, make_detector
 from cpm_core.estimator import PoseEstimator, PoseResult
+from cpm_core.orientation import UprightFollower
 from cpm_core.preprocess import CropBox
 from cpm_core.skeleton import Skeleton
 from cpm_core.tracking import KalmanSmoother, SelfTracker
@@ -69,7 +70,7 @@ class PoseFrame:
 
     index: int
     generation: int
-    rgb: np.ndarray  # (H, W, 3) uint8, for display
+    bgra: np.ndarray  # (H, W, 4) uint8 BGRA: the frame as Qt paints it fastest (see app/fast_image.py)
     result: PoseResult
     skeleton: Skeleton
     raw: np.ndarray  # (J, 3) keypoints straight from the model
@@ -138,6 +139,7 @@ class InferenceWorker(QThread):
         self._busy = False
         self._smoother = KalmanSmoother()
         self._tracker = SelfTracker()
+        self._follower: UprightFollower | None = None  # turns crops upright for models trained that way
         self._kalman = True
         self._tracking = False
         self._reset = False
@@ -281,6 +283,8 @@ class InferenceWorker(QThread):
                     if self._reset or packet.restart:
                         self._smoother.reset()
                         self._tracker.reset()
+                        if self._follower is not None:
+                            self._follower.reset()
                         if self._multi is not None:
                             self._multi.reset()  # new source or seek: ids start again at 1
                         self._reset = False
@@ -294,6 +298,11 @@ class InferenceWorker(QThread):
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
+
+    def _follower_for(self, estimator: PoseEstimator) -> UprightFollower:
+        if self._follower is None or self._follower.estimator is not estimator:
+            self._follower = UprightFollower(estimator)
+        return self._follower
 
     def _multi_for(self, estimator: PoseEstimator) -> MultiPoseEstimator | None:
         """The detector pipeline for this estimator, made on first use; None (and detection switched off, with
@@ -337,7 +346,7 @@ class InferenceWorker(QThread):
                 result, raw, smoothed = first.result, first.raw, first.smoothed
                 stage_max, stage_conf, joint_peaks = first.stage_max, first.stage_conf, first.joint_peaks
             else:  # nothing found: the whole frame's heatmaps keep the views alive, no pose is drawn
-                result = estimator.predict(frame)
+                result = self._follower_for(estimator).predict(frame)
                 raw = smoothed = np.full_like(result.keypoints, np.nan)
                 stage_max, stage_conf, joint_peaks = stage_reductions(result)
         except Exception as exc:  # noqa: BLE001 - a corrupt frame or misfit model must not end the thread
@@ -350,7 +359,7 @@ class InferenceWorker(QThread):
         timings["worker"] = (time.perf_counter() - t0) * 1e3
         self.processed += 1
         pose = PoseFrame(
-            index=packet.index, generation=packet.generation, rgb=cv2.cvtColor(frame, cv2.COLOR_BGR2RGB),
+            index=packet.index, generation=packet.generation, bgra=cv2.cvtColor(frame, cv2.COLOR_BGR2BGRA),
             result=result, skeleton=estimator.card.skeleton, raw=raw, smoothed=smoothed, kalman=self._kalman,
             crop=subjects[0].crop if subjects else result.crop.box, tracking=False, tracker_lost=False,
             tracker_score=0.0, stage_max=stage_max, stage_conf=stage_conf, joint_peaks=joint_peaks,
@@ -381,7 +390,7 @@ class InferenceWorker(QThread):
         tracking = self._tracking
         try:
             crop = self._tracker.next_crop(frame.shape) if tracking else None
-            result = estimator.predict(frame, crop=crop)
+            result = self._follower_for(estimator).predict(frame, crop)
         except Exception as exc:  # noqa: BLE001 - a corrupt frame or misfit model must not end the thread
             self.frameFailed.emit(f"frame {packet.index}: {type(exc).__name__}: {exc}".splitlines()[0])
             return
@@ -396,12 +405,12 @@ class InferenceWorker(QThread):
         joint_maps = np.nan_to_num(result.heatmaps[..., :j], nan=0.0)
         stage_max = joint_maps.max(axis=-1)
         peaks = joint_maps.max(axis=(-3, -2))  # (stages, J)
-        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        bgra = cv2.cvtColor(frame, cv2.COLOR_BGR2BGRA)
         timings = dict(result.timings)
         timings["worker"] = (time.perf_counter() - t0) * 1e3
         self.processed += 1
         pose = PoseFrame(
-            index=packet.index, generation=packet.generation, rgb=rgb, result=result,
+            index=packet.index, generation=packet.generation, bgra=bgra, result=result,
             skeleton=estimator.card.skeleton, raw=raw, smoothed=smoothed,
             kalman=self._kalman, crop=result.crop.box, tracking=tracking, tracker_lost=lost,
             tracker_score=self._tracker.score, stage_max=stage_max, stage_conf=peaks.mean(axis=-1),

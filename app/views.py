@@ -1,7 +1,7 @@
 """The four live views, each a pyqtgraph GraphicsLayoutWidget that draws a PoseFrame.
 
-Drawing is the fast path from numpy to the screen (ImageItem.setImage with fixed levels and a lookup table, as
-in pyqtgraph's VideoSpeedTest); every array a view needs was prepared by the inference worker, so a view's
+Drawing is the fast path from numpy to the screen (BGRA arrays wrapped as QImages without a copy, see
+`fast_image.py`); every array a view needs was prepared by the inference worker, so a view's
 `show()` does no model work. Views keep the last frame so a threshold or view change redraws at once.
 With detection on, the frame views draw every subject in its id's colour and the heatmap views show the
 selected subject; a click on a subject in any frame view asks the window to select it (`subjectClicked`).
@@ -16,17 +16,18 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 
+from app.fast_image import FastImageItem, bgra_lut, colour_map
 from app.inference import PoseFrame
 from app.pose_overlay import PoseOverlay, SubjectsOverlay, jet_lut
 from cpm_core.skeleton import Skeleton
 
-JET = jet_lut()
+JET_BGRA = bgra_lut(jet_lut())
 BACKGROUND = (30, 30, 30)
 TITLE_INTERVAL_S = 0.25  # a new title text re-lays the grid out: at video rate that alone stalls the GUI
 
 
 def _image_plot(layout: pg.GraphicsLayout, row: int, col: int, title: str = "", **kwargs
-                ) -> tuple[pg.PlotItem, pg.ViewBox, pg.ImageItem]:
+                ) -> tuple[pg.PlotItem, pg.ViewBox, FastImageItem]:
     """An axis-less PlotItem holding one row-major ImageItem; the plot's title sizes itself, unlike a label."""
     plot = layout.addPlot(row=row, col=col, title=title or None, **kwargs)
     for axis in ("left", "bottom"):
@@ -36,7 +37,7 @@ def _image_plot(layout: pg.GraphicsLayout, row: int, col: int, title: str = "", 
     vb = plot.getViewBox()
     vb.setAspectLocked(True)
     vb.invertY(True)
-    img = pg.ImageItem(axisOrder="row-major")
+    img = FastImageItem()
     vb.addItem(img)
     return plot, vb, img
 
@@ -57,22 +58,22 @@ class FramePanel:
             self.overlay = PoseOverlay(self.view, skeleton)
         return self.overlay
 
-    def show_frame(self, rgb: np.ndarray) -> None:
-        self.image.setImage(rgb, autoLevels=False, levels=(0, 255))
-        if rgb.shape != self._shape:
-            self._shape = rgb.shape
+    def show_frame(self, bgra: np.ndarray) -> None:
+        self.image.set_bgra(bgra)
+        if bgra.shape != self._shape:
+            self._shape = bgra.shape
             self.view.autoRange(padding=0.0)
 
     def show(self, pose: PoseFrame, keypoints: np.ndarray, threshold: float, selected: int | None = None,
              kalman: bool | None = None) -> None:
         """The frame with its pose; with detection, every subject instead (`selected` outlined boldly)."""
-        self.show_frame(pose.rgb)
+        self.show_frame(pose.bgra)
         overlay = self.ensure_overlay(pose.skeleton)
         overlay.set_visible(not pose.detecting)
         if pose.detecting:
             chosen = pose.subject(selected)
             self.subjects.update(pose.subjects, pose.skeleton, threshold, chosen.id if chosen else None,
-                                 pose.kalman if kalman is None else kalman, (pose.rgb.shape[1], pose.rgb.shape[0]))
+                                 pose.kalman if kalman is None else kalman, (pose.bgra.shape[1], pose.bgra.shape[0]))
         else:
             self.subjects.clear()
             overlay.update(keypoints, threshold)
@@ -102,11 +103,13 @@ class HeatmapCell:
         self.plot, self.view, self.image = _image_plot(layout, row, col, " ")
         self.view.setMouseEnabled(False, False)
         self._shape: tuple[int, ...] | None = None
+        self.values: np.ndarray | None = None
         self._title = ""
         self._title_at = 0.0
 
     def show(self, heatmap: np.ndarray, title: str, autoscale: bool = False) -> None:
-        self.image.setImage(heatmap, autoLevels=False, levels=heatmap_levels(heatmap, autoscale), lut=JET)
+        self.values = heatmap  # what the tile shows, before the colour map (for tests and readouts)
+        self.image.set_bgra(colour_map(heatmap, heatmap_levels(heatmap, autoscale), JET_BGRA))
         if heatmap.shape != self._shape:
             self._shape = heatmap.shape
             self.view.autoRange(padding=0.0)
@@ -260,7 +263,7 @@ class TrackerView(PoseView):
             self._draw_subjects(pose)
             return
         skeleton = pose.skeleton
-        self.panel.show_frame(pose.rgb)
+        self.panel.show_frame(pose.bgra)
         self.panel.subjects.clear()
         main = self.panel.ensure_overlay(skeleton)
         main.set_visible(True)

@@ -31,15 +31,20 @@ SHARED_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "media"
 
 
 def bare_fps(estimator, video: Path, frames: int) -> float:
+    """Decode and predict in one thread, as `cpm infer` does (an upright model follows the hand's angle from
+    frame to frame, exactly as the app's worker does)."""
+    from cpm_core.orientation import UprightFollower
     from cpm_core.sources import VideoReader
 
+    follower = UprightFollower(estimator)
     with VideoReader(video) as reader:
-        estimator.predict(reader.read())  # warm
+        follower.predict(reader.read())  # warm
         reader.seek(0)
+        follower.reset()
         n = 0
         t0 = time.perf_counter()
         while n < frames and (f := reader.read()) is not None:
-            estimator.predict(f)
+            follower.predict(f)
             n += 1
         return n / (time.perf_counter() - t0)
 

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from cpm_core.atomic_io import atomic_write_bytes, atomic_write_text
+from cpm_core.orientation import UprightFollower
 from cpm_core.preprocess import CropBox
 from cpm_core.progress import ProgressBar
 from cpm_core.render import draw_pose, joints_view, multi_stage_view
@@ -138,6 +139,7 @@ def _process(estimator, path: Path, args, out_dir: Path | None, results: list, e
     bar = ProgressBar(total, label=path.name) if kind != "image" else None
     writers = _Writers(out_dir, path, kind, fps)
     skel = estimator.card.skeleton
+    follower = UprightFollower(estimator)  # an upright model follows a video's subject; each image is searched
     batch: list[tuple[int, str, np.ndarray]] = []
     ok = False
 
@@ -148,7 +150,15 @@ def _process(estimator, path: Path, args, out_dir: Path | None, results: list, e
             return
         frames = [b[2] for b in batch]
         crops = [CropBox.centre_square(f.shape[1], f.shape[0]) if args.crop == "centre" else None for f in frames]
-        for (index, src, frame), res in zip(batch, estimator.predict_batch(frames, crops, batch_size=BATCH)):
+        if follower.upright:
+            poses = []
+            for frame, crop in zip(frames, crops):
+                if kind != "video":
+                    follower.reset()
+                poses.append(follower.predict(frame, crop))
+        else:
+            poses = estimator.predict_batch(frames, crops, batch_size=BATCH)
+        for (index, src, frame), res in zip(batch, poses):
             kp = res.keypoints
             results.append({"source": src if kind == "folder" else str(path), "frame": index,
                             "keypoints": [[round(float(x), 2), round(float(y), 2), round(float(c), 4)]

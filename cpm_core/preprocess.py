@@ -19,12 +19,14 @@ PAD_VALUE = 128  # the port pads with mid-grey
 @dataclass(frozen=True)
 class CropBox:
     """A square region of a frame: centre and side in frame pixels, optional rotation (degrees, clockwise
-    in image coordinates, i.e. the crop's 'up' is rotated by this angle)."""
+    in image coordinates, i.e. the crop's 'up' is rotated by this angle) and mirroring (the crop shown
+    left-right reversed, after the rotation: how a model trained on one chirality of hand sees the other)."""
 
     cx: float
     cy: float
     side: float
     angle: float = 0.0
+    mirror: bool = False
 
     @classmethod
     def letterbox(cls, width: int, height: int) -> CropBox:
@@ -68,6 +70,9 @@ class CropTransform:
         r = np.array([[c, sn], [-sn, c]]) * s
         centre_in = (self.size - 1) / 2.0
         t = np.array([centre_in, centre_in]) - r @ np.array([self.box.cx, self.box.cy])
+        if self.box.mirror:  # x -> (size - 1) - x about the input's centre
+            r[0] = -r[0]
+            t[0] = (self.size - 1) - t[0]
         return np.hstack([r, t[:, None]])
 
     def to_input(self, xy: np.ndarray) -> np.ndarray:

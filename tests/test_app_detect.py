@@ -69,13 +69,13 @@ def test_two_subjects_drawn_selected_by_click_and_detection_toggles_off(qtbot, w
     window.set_view("multi")
     multi = window.views["multi"]
     assert multi.selected_subject == 2
-    shown = multi.cells[0].image.image
+    shown = multi.cells[0].values
     np.testing.assert_allclose(shown, second.stage_max[0])
     assert not np.allclose(shown, pose.subject(1).stage_max[0])  # a different crop, different heatmaps
     assert multi.cells[0]._title.startswith("#2 ")
     window.set_view("joints")
     joints = window.views["joints"]
-    np.testing.assert_allclose(joints.cells[0].image.image, second.result.heatmaps[-1][..., 0])
+    np.testing.assert_allclose(joints.cells[0].values, second.result.heatmaps[-1][..., 0])
 
     window.select_subject_at(40.0, 50.0)  # inside the first box
     assert window.selected_subject == 1

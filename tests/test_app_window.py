@@ -38,7 +38,7 @@ def test_open_source_switch_views_toggle_filters(qtbot, window, source):
         assert window.view_name == name
         assert window.stack.currentWidget() is window.views[name]
         pose = window.views[name].last
-        assert pose is not None and pose.rgb.shape[2] == 3
+        assert pose is not None and pose.bgra.shape[2] == 4
     # every view drew this source's frame at its size
     h, w = cv2.imread(str(IMAGE if source == IMAGE else next(FOLDER.glob("*.jpg")))).shape[:2] \
         if source != VIDEO else (128, 128)

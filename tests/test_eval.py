@@ -96,3 +96,29 @@ def test_eval_rejects_a_mismatched_dataset(tmp_path, capsys):
     path = save_model(build_cpm(spec), ModelCard.for_spec(spec), tmp_path / "m")
     assert main(["eval", str(path), str(TINY_COCO)]) == 1
     assert "14 joints" in capsys.readouterr().err
+
+
+def test_an_upright_canonical_run_scores_itself_as_cpm_eval_does(tmp_path):
+    """A run on canonical crops (upright, thumb side left): the card's headline is the palm-detector pipeline
+    that `cpm eval` runs by default, the model-alone search and the label-angle oracle sit beside it, and
+    `cpm eval` reproduces each of them."""
+    off = {"rotation": 0.0, "scale": [1.0, 1.0], "translate": 0.0, "brightness": 0.0, "contrast": 0.0,
+           "saturation": 0.0, "low_res": 0.0, "noise": 0.0}
+    cfg = write_tiny_config(tmp_path / "run.toml", 60, {"eval_every": 0, "checkpoint_every": 100}, augment=off)
+    res = cpm("train", str(cfg), "--set", 'data.orientation="upright"', "--set", 'data.chirality="canonical"')
+    assert res.returncode == 0, res.stderr[-2000:]
+    model = Path([parse_line(x) for x in res.stdout.splitlines()][-1]["model"])
+    card = json.loads((model / "card.json").read_text())
+    assert card["provenance"]["orientation"] == "upright" and card["provenance"]["chirality"] == "canonical"
+    metrics = card["metrics"]
+    assert metrics["orientation"] == "palm"
+    for key in ("pck@0.2", "pck@0.2_model_alone", "pck@0.2_label_angle"):
+        assert 0.0 <= metrics[key] <= 1.0
+    for how, key in (("auto", "pck@0.2"), ("search", "pck@0.2_model_alone"), ("label", "pck@0.2_label_angle")):
+        out = tmp_path / how
+        res = cpm("eval", str(model), str(TINY_COCO), "--orientation", how, "--out", str(out))
+        assert res.returncode == 0, res.stderr[-2000:]
+        result = json.loads((out / "eval.json").read_text())
+        assert result["orientation"] == ("palm" if how == "auto" else how)
+        tolerance = 1e-4 if how != "label" else 1 / 82 + 1e-9  # label: training's own crops, resampled once more
+        assert abs(result["pck"] - metrics[key]) <= tolerance, (how, result["pck"], metrics)

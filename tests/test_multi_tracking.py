@@ -165,3 +165,23 @@ def test_cpm_infer_detect_writes_subjects(tmp_path):
     img = cv2.imread(str(tmp_path / "media" / "hand_off_centre_pose.png"))
     grey = cv2.imread(FIXTURE)
     assert img.shape == grey.shape and np.abs(img.astype(int) - grey).max() > 100  # the subject was drawn
+
+
+def test_canonical_hand_models_get_palm_crops_mirrored_by_the_thumb_side():
+    from types import SimpleNamespace
+
+    from cpm_core.detection.base import Detection
+    from cpm_core.model_card import ModelCard
+    from cpm_core.preprocess import CropBox
+    from cpm_core.spec import get_preset
+
+    # Palm keypoints of an upright hand: wrist, index base, middle base, ring base, little base, thumb x2.
+    palm = np.array([[50, 90], [35, 60], [50, 58], [62, 60], [72, 64], [30, 80], [25, 72]], np.float64)
+    det = Detection((30, 55, 45, 40), 0.9, CropBox(50, 60, 100, 0.0), palm, "hand")
+    mirrored = Detection(det.box, 0.9, det.crop, palm * [-1, 1] + [100, 0], "hand")
+    for chirality, expect in (("canonical", (False, True)), ("any", (False, False))):
+        card = ModelCard.for_spec(get_preset("hand-rt-128x3"),
+                                  provenance={"orientation": "upright", "chirality": chirality})
+        multi = MultiPoseEstimator(SimpleNamespace(card=card), ListDetector([]))
+        assert (multi.model_crop(det).mirror, multi.model_crop(mirrored).mirror) == expect
+        assert multi.model_crop(det).angle == det.crop.angle

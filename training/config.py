@@ -22,6 +22,8 @@ class DataConfig:
     margin: float = 1.6  # crop side = margin x the longer side of the subject's box
     cache_scale: float = 1.6  # cached crops are this much larger than the training crop (room to augment)
     min_joints: int = 3  # instances with fewer labelled joints are skipped
+    orientation: str = "any"  # any | upright: crops rotated so the subject points up (see cpm_core.orientation)
+    chirality: str = "any"  # any | canonical: upright hands mirrored so the thumb side is always on the left
 
 
 @dataclass

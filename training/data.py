@@ -92,18 +92,37 @@ def iter_subjects(ds: Dataset, min_joints: int = 3, log=None):
 
 
 def build_cache(ds: Dataset, input_size: int, margin: float, cache_scale: float, min_joints: int = 3,
-                log=None) -> SubjectCache:
+                log=None, orientation: str = "any", chirality: str = "any") -> SubjectCache:
     """Cut every subject with at least `min_joints` labelled joints out of its image.
 
     The cache crop has side margin * cache_scale * box side, at input_size * cache_scale pixels, so a training
     crop of margin * box side at input_size pixels can be rotated and zoomed out inside it.
+    `orientation="upright"` rotates each crop so the subject's labelled axis (wrist -> middle-finger base for
+    hands) points up; the augmentation's rotation then jitters around upright (subjects without the axis
+    joints keep their image orientation). `chirality="canonical"` (upright crops only) also mirrors every
+    hand whose thumb side would be on the right, so the model only ever sees one chirality.
     """
+    if orientation not in ("any", "upright"):
+        raise ValueError(f"data.orientation must be 'any' or 'upright', got {orientation!r}")
+    if chirality not in ("any", "canonical"):
+        raise ValueError(f"data.chirality must be 'any' or 'canonical', got {chirality!r}")
+    if chirality == "canonical" and orientation != "upright":
+        raise ValueError("data.chirality = 'canonical' needs data.orientation = 'upright'")
+    if orientation == "upright":
+        from cpm_core.orientation import label_angle, label_mirror, orientation_axis
+
+        orientation_axis(ds.skeleton)  # fail before decoding anything
     res = int(round(input_size * cache_scale))
     images, kps, vis, transforms, sizes, sources = [], [], [], [], [], []
     for sample, frame, usable in iter_subjects(ds, min_joints, log):
         for inst in usable:
             x, y, w, h = inst.bbox
             box = CropBox.around(x, y, x + w, y + h, margin * cache_scale)
+            if orientation == "upright":
+                angle = label_angle(inst.keypoints, inst.visibility > 0, ds.skeleton) or 0.0
+                mirror = chirality == "canonical" and bool(
+                    label_mirror(inst.keypoints, inst.visibility > 0, ds.skeleton, angle))
+                box = CropBox(box.cx, box.cy, box.side, angle, mirror)
             tr = CropTransform(box, res)
             images.append(tr.apply(frame))
             kps.append(tr.to_input(inst.keypoints))

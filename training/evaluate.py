@@ -26,19 +26,51 @@ from pathlib import Path
 import numpy as np
 
 
-def collect_predictions(estimator, ds, margin: float, min_joints: int, batch: int = 16, log=None) -> dict:
+def collect_predictions(estimator, ds, margin: float, min_joints: int, batch: int = 16, log=None,
+                        orientation: str = "none") -> dict:
     """Run the estimator on every subject with >= min_joints labelled joints. Returns arrays pred (N, J, 2)
-    and gt (N, J, 2) in image pixels, labelled (N, J), norm (N,) = longer box side, and the image names."""
+    and gt (N, J, 2) in image pixels, labelled (N, J), norm (N,) = longer box side, and the image names.
+
+    `orientation`: "none" (axis-aligned crops), "search" (the model finds each subject's angle and side
+    itself, as on a video's first frame without a detector), "palm" (the palm detector's keypoints give angle
+    and side inside the labelled crop, searching where it finds no palm: what the app does on a first frame)
+    or "label" (the labelled angle and side: an oracle that shows what perfect ones would give, never the
+    headline number)."""
+    from cpm_core.orientation import (
+        default_palm_detector,
+        label_angle,
+        label_mirror,
+        model_chirality,
+        search_upright,
+    )
     from cpm_core.preprocess import CropBox
     from training.data import iter_subjects
 
+    if orientation not in ("none", "search", "palm", "label"):
+        raise ValueError(f"orientation must be none, search, palm or label, got {orientation!r}")
+    palm = None
+    if orientation == "palm":
+        palm = default_palm_detector()
+        if palm is None:
+            raise ValueError("orientation 'palm' needs the bundled palm detector, which cannot be loaded here")
+    canonical = model_chirality(estimator.card) == "canonical"
     preds, gts, labs, norms, names = [], [], [], [], []
     pending: list = []
 
     def flush() -> None:
         if not pending:
             return
-        results = estimator.predict_batch([p[0] for p in pending], [p[1] for p in pending], batch_size=batch)
+        if orientation in ("search", "palm"):
+            results = [search_upright(estimator, p[0], p[1], palm=palm) for p in pending]
+        else:
+            if orientation == "label":
+                skel = estimator.card.skeleton
+                for k, (frame, box, inst, name) in enumerate(pending):
+                    angle = label_angle(inst.keypoints, inst.visibility > 0, skel) or 0.0
+                    mirror = canonical and bool(label_mirror(inst.keypoints, inst.visibility > 0, skel, angle))
+                    pending[k] = (frame, CropBox(box.cx, box.cy, box.side, angle, mirror), inst, name)
+            results = estimator.predict_batch([p[0] for p in pending], [p[1] for p in pending],
+                                              batch_size=batch)
         for (_, _, inst, name), res in zip(pending, results):
             preds.append(res.keypoints[:, :2])
             gts.append(inst.keypoints)
@@ -110,9 +142,11 @@ def write_outputs(result: dict, out: Path) -> list[Path]:
 
 
 def evaluate(model_path: str | Path, dataset_path: str | Path, margin: float | None = None,
-             min_joints: int | None = None, precision: str = "float32", batch: int = 16, log=None) -> dict:
+             min_joints: int | None = None, precision: str = "float32", batch: int = 16, log=None,
+             orientation: str = "auto") -> dict:
     from cpm_core.dataset.formats import read_dataset
     from cpm_core.estimator import PoseEstimator
+    from cpm_core.orientation import model_chirality, model_orientation
     from cpm_core.weights import load_model
 
     model, card = load_model(model_path)
@@ -126,10 +160,13 @@ def evaluate(model_path: str | Path, dataset_path: str | Path, margin: float | N
         raise ValueError(f"the model predicts {card.spec.num_joints} joints, the dataset has "
                          f"{ds.skeleton.num_joints}")
     estimator = PoseEstimator(model, card, warm_up=False, precision=precision)
-    arrays = collect_predictions(estimator, ds, margin, min_joints, batch, log)
+    if orientation == "auto":
+        orientation = "none" if model_orientation(card) != "upright" else (
+            "palm" if model_chirality(card) == "canonical" else "search")
+    arrays = collect_predictions(estimator, ds, margin, min_joints, batch, log, orientation)
     result = score(arrays["pred"], arrays["gt"], arrays["labelled"], arrays["norm"], card.skeleton.joints)
     result.update({"model": str(model_path), "model_name": card.name, "dataset": str(dataset_path),
-                   "margin": margin, "min_joints": min_joints, "precision": precision,
+                   "margin": margin, "min_joints": min_joints, "precision": precision, "orientation": orientation,
                    "card_pck": card.metrics.get("pck@0.2")})
     return result
 
@@ -143,7 +180,8 @@ def format_table(result: dict) -> str:
     mean_p = "-" if result["pck"] is None else f"{result['pck']:.4f}"
     mean_e = "-" if result["epe_px"] is None else f"{result['epe_px']:.2f}"
     lines.append(f"{'mean':<16} {mean_p:>8} {mean_e:>8} {result['labelled_joints']:>5}")
-    lines.append(f"{result['subjects']} subjects, crop margin {result['margin']:g}"
+    lines.append(f"{result['subjects']} subjects, crop margin {result['margin']:g}, "
+                 f"orientation {result.get('orientation', 'none')}"
                  + (f"; the card says PCK@0.2 {result['card_pck']}" if result.get("card_pck") is not None else ""))
     return "\n".join(lines)
 
@@ -159,13 +197,18 @@ def register(subparsers) -> None:
                    help="skip subjects with fewer labelled joints (default: the card's training recipe, else 1)")
     p.add_argument("--precision", choices=("float32", "bfloat16", "auto"), default="float32")
     p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--orientation", choices=("auto", "palm", "search", "label", "none"), default="auto",
+                   help="crop angle and side: auto (palm for canonical-chirality models, search for other "
+                        "upright ones, else none), palm (the palm detector's keypoints, search where it finds "
+                        "none), search (the model alone), label (the labels: an oracle, for diagnosis), none "
+                        "(axis-aligned)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         result = evaluate(args.model, args.dataset, args.margin, args.min_joints, args.precision, args.batch,
-                          log=lambda m: print(m, file=sys.stderr))
+                          log=lambda m: print(m, file=sys.stderr), orientation=args.orientation)
     except Exception as exc:
         print(f"cpm eval: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return 1

@@ -163,9 +163,12 @@ def machine_note() -> str:
 def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Dataset, val: Validation | None,
              events: EventWriter, stop: StopFlag, resume: bool, kind: str,
              loss_fn: Callable | None = None, extra_card: dict | None = None,
-             steps_per_epoch: int = 0, num_train: int = 0) -> Path:
+             steps_per_epoch: int = 0, num_train: int = 0,
+             final_metrics: Callable[[keras.Model, ModelCard], dict] | None = None) -> Path:
     """Train `spec` on `train_ds` batches of (images, targets, mask). `loss_fn(model, batch, global_batch)`
-    returns per-stage losses (T,); default: the port's stage L2 against the batch's targets."""
+    returns per-stage losses (T,); default: the port's stage L2 against the batch's targets.
+    `final_metrics(exported model, its card)` may replace the card's metrics with a fuller evaluation (an
+    upright model's PCK with the angle searched, not taken from the labels) before the model is saved."""
     out = cfg.output_dir
     ckpt_dir = out / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -283,9 +286,14 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
                      description=f"Trained with `cpm {kind}` on {', '.join(cfg.data.train)}", trained=True,
                      provenance={"kind": kind, "data": cfg.data.train, "val": cfg.data.val, "steps": step,
                                  "wall_time_s": round(wall, 1), "machine": machine_note(), "precision": precision,
-                                 "crop_margin": cfg.data.margin, "recipe": cfg.to_dict(),
+                                 "crop_margin": cfg.data.margin, "orientation": cfg.data.orientation,
+                                 "chirality": cfg.data.chirality,
+                                 "recipe": cfg.to_dict(),
                                  "date": time.strftime("%Y-%m-%d"), **(extra_card or {})},
                      metrics=metrics)
+    if final_metrics is not None and metrics:
+        card.metrics = {**metrics, **final_metrics(export_model, card)}
+        metrics = card.metrics
     model_dir = save_model(export_model, card, out / "model")
     events.emit("done", step=step, model=str(model_dir), stopped=stop.is_set(), reason=stop.reason or "finished",
                 wall_time_s=wall, metrics=metrics)

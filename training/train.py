@@ -46,11 +46,12 @@ def build_data(cfg: RunConfig, spec_joints: int | None = None, log=None):
         raise ValueError(f"the model predicts {spec.num_joints} joints but the dataset has "
                          f"{train_ds.skeleton.num_joints} ({train_ds.skeleton.name})")
     d = cfg.data
-    cache = build_cache(train_ds, spec.input_size, d.margin, d.cache_scale, d.min_joints, log)
+    cache = build_cache(train_ds, spec.input_size, d.margin, d.cache_scale, d.min_joints, log, d.orientation,
+                        d.chirality)
     val_cache = None
     if d.val:
         val_cache = build_cache(load_datasets([cfg.resolve(p) for p in d.val]), spec.input_size, d.margin,
-                                d.cache_scale, d.min_joints, log)
+                                d.cache_scale, d.min_joints, log, d.orientation, d.chirality)
     elif d.val_split > 0:
         rng = np.random.default_rng(cfg.train.seed)
         idx = rng.permutation(len(cache))
@@ -66,6 +67,42 @@ def build_data(cfg: RunConfig, spec_joints: int | None = None, log=None):
     return spec, train_ds.skeleton, cache, val
 
 
+def searched_metrics(cfg: RunConfig, log=None):
+    """For a run on upright crops, the validation crops were turned by the labelled angle (and side), which a
+    user's frames do not have. This scores the exported model the way `cpm eval` does (angle and side from the
+    palm detector for canonical models, else the model's own search; the model-alone search too) and keeps
+    the label-angle PCK beside them, so the card's headline is honest."""
+    if cfg.data.orientation != "upright" or not cfg.data.val:
+        return None
+
+    def final(model, card) -> dict:
+        import math
+
+        from cpm_core.estimator import PoseEstimator
+        from training.data import load_datasets
+        from training.evaluate import collect_predictions, score
+
+        est = PoseEstimator(model, card, warm_up=False, precision="float32")
+        ds = load_datasets([cfg.resolve(p) for p in cfg.data.val])
+        how = "palm" if cfg.data.chirality == "canonical" else "search"
+        arrays = collect_predictions(est, ds, cfg.data.margin, cfg.data.min_joints, log=log, orientation=how)
+        res = score(arrays["pred"], arrays["gt"], arrays["labelled"], arrays["norm"], card.skeleton.joints)
+        alone = res
+        if how == "palm":
+            arrays = collect_predictions(est, ds, cfg.data.margin, cfg.data.min_joints, log=log,
+                                         orientation="search")
+            alone = score(arrays["pred"], arrays["gt"], arrays["labelled"], arrays["norm"], card.skeleton.joints)
+        label = card.metrics
+        return {"pck@0.2": round(res["pck"], 4), "orientation": how, "pck@0.2_model_alone": round(alone["pck"], 4),
+                "pck_per_joint": {r["joint"]: (None if r["pck"] is None or not math.isfinite(r["pck"])
+                                               else round(r["pck"], 4)) for r in res["per_joint"]},
+                "epe_px": None if res["epe_px"] is None else round(res["epe_px"], 2),
+                "pck@0.2_label_angle": label.get("pck@0.2"),
+                "pck_per_joint_label_angle": label.get("pck_per_joint")}
+
+    return final
+
+
 def run(args: argparse.Namespace) -> int:
     events = EventWriter()
     try:
@@ -79,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
         pipeline = make_pipeline(cache, spec.input_size, spec.stride, cfg.train.batch, cfg.augment,
                                  cfg.data.cache_scale, cfg.train.sigma, seed=cfg.train.seed)
         run_loop(cfg, spec, skeleton, pipeline, val, events, stop, args.resume, "train",
-                 steps_per_epoch=max(1, len(cache) // cfg.train.batch), num_train=len(cache))
+                 steps_per_epoch=max(1, len(cache) // cfg.train.batch), num_train=len(cache),
+                 final_metrics=searched_metrics(cfg, log=lambda m: print(m, file=sys.stderr)))
         return 0
     except Exception as exc:  # the protocol promises an `error` event, whatever went wrong
         traceback.print_exc(file=sys.stderr)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
     QApplication,
@@ -56,6 +56,7 @@ class AnnotationWorkspace(QWidget):
         self.model_lock = threading.Lock()
         self.worker: PredictionWorker | None = None
         self.progress: QProgressDialog | None = None
+        self._setting_progress = False
         self.last_message = ""
         self.last_error = ""
         self.saves = 0
@@ -525,8 +526,14 @@ class AnnotationWorkspace(QWidget):
         return self._start_prediction(todo, dialog)
 
     def _on_progress(self, done: int, total: int) -> None:
-        if self.progress is not None:
-            self.progress.setValue(done)
+        # A modal QProgressDialog's setValue runs the event loop, which may deliver `finished` and delete the
+        # dialog under our feet (a crash seen on a loaded machine): finishing waits until setValue is back.
+        if self.progress is not None and not self._setting_progress:
+            self._setting_progress = True
+            try:
+                self.progress.setValue(done)
+            finally:
+                self._setting_progress = False
 
     def _on_predicted(self, index: int, keypoints: np.ndarray) -> None:
         if self.project is None or index >= len(self.project):
@@ -539,6 +546,9 @@ class AnnotationWorkspace(QWidget):
         self._push(after, "predict joints", index=index)
 
     def _on_prediction_finished(self) -> None:
+        if self._setting_progress:
+            QTimer.singleShot(0, self._on_prediction_finished)
+            return
         worker = self.worker
         if self.progress is not None:
             self.progress.reset()

@@ -7,13 +7,14 @@ This is the piece the app and `cpm infer --detect` share; it holds no Qt and dra
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from cpm_core.detection.base import Detection, Detector
 from cpm_core.detection.tracker import MultiSubjectTracker
 from cpm_core.estimator import PoseEstimator, PoseResult
+from cpm_core.orientation import PALM_FAR_SIDE, PALM_THUMB_SIDE, model_chirality, thumb_on_right
 from cpm_core.preprocess import CropBox
 
 
@@ -76,8 +77,18 @@ class MultiPoseEstimator:
         """The CPM on each detection's crop, all in one batched call; joints in frame pixels."""
         if not detections:
             return []
-        return self.estimator.predict_batch([frame] * len(detections), [d.crop for d in detections],
+        return self.estimator.predict_batch([frame] * len(detections), [self.model_crop(d) for d in detections],
                                             batch_size=len(detections))
+
+    def model_crop(self, detection: Detection) -> CropBox:
+        """The detection's crop as the model wants it: a canonical-chirality hand model gets hands whose thumb
+        side is on the right mirrored, told by the palm detector's index and little-finger bases."""
+        kp = detection.keypoints
+        if (model_chirality(self.estimator.card) != "canonical" or detection.label != "hand" or kp is None
+                or len(kp) <= PALM_FAR_SIDE):
+            return detection.crop
+        return replace(detection.crop, mirror=thumb_on_right(kp, detection.crop.angle, PALM_THUMB_SIDE,
+                                                              PALM_FAR_SIDE))
 
     def process(self, frame: np.ndarray) -> MultiFrame:
         """Detect, keep the `max_subjects` best, estimate their poses, and match them to tracks."""

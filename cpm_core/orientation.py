@@ -1,0 +1,210 @@
+"""Which way a subject points, so a model can be fed upright crops.
+
+A small CPM that must find a hand at every angle spends its capacity on rotation; MediaPipe's landmark models
+instead see the hand rotated upright (wrist at the bottom, fingers up) and are far more accurate for their
+size. Models trained that way say so on their card (`provenance.orientation = "upright"`). The angle
+convention is `CropBox.angle`: degrees clockwise in image coordinates, so a crop with the subject's angle
+shows the subject upright.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from cpm_core.skeleton import Skeleton
+
+# (base joint, tip joint): the direction base -> tip is the subject's "up". The hand's wrist -> middle-finger
+# base is what MediaPipe's palm detector aligns to.
+_AXES: dict[str, tuple[int, int]] = {"hand21": (0, 9)}
+# (thumb-side joint, far-side joint) across the palm: index and little-finger bases. In a canonical crop the
+# thumb side is on the left; a hand whose thumb side is on the right (the other hand, or the same hand seen
+# from the other side) is shown mirrored, so the model never has to tell the two apart.
+_SIDES: dict[str, tuple[int, int]] = {"hand21": (5, 17)}
+
+
+def orientation_axis(skeleton: Skeleton) -> tuple[int, int]:
+    """The joint pair that defines 'up' for this skeleton; ValueError if it has none."""
+    if skeleton.name in _AXES:
+        return _AXES[skeleton.name]
+    if skeleton.num_joints == 21:
+        return _AXES["hand21"]
+    raise ValueError(f"upright crops need a known 'up' direction; skeleton {skeleton.name!r} has none "
+                     f"(known: {', '.join(_AXES)})")
+
+
+def angle_of(direction: np.ndarray) -> float:
+    """CropBox angle (degrees) that turns the image vector `direction` to point up."""
+    dx, dy = float(direction[0]), float(direction[1])
+    return math.degrees(math.atan2(dx, -dy))
+
+
+def label_angle(keypoints: np.ndarray, labelled: np.ndarray, skeleton: Skeleton) -> float | None:
+    """Angle of a labelled subject (None when the axis joints are not labelled)."""
+    base, tip = orientation_axis(skeleton)
+    if not (labelled[base] and labelled[tip]):
+        return None
+    d = np.asarray(keypoints[tip], np.float64) - np.asarray(keypoints[base], np.float64)
+    if not np.isfinite(d).all() or float(np.hypot(*d)) < 1e-6:
+        return None
+    return angle_of(d)
+
+
+def _sides(skeleton: Skeleton) -> tuple[int, int]:
+    orientation_axis(skeleton)
+    return _SIDES.get(skeleton.name, _SIDES["hand21"])
+
+
+def thumb_on_right(points: np.ndarray, angle: float, near: int, far: int) -> bool:
+    """Whether, in a crop turned by `angle`, point `near` (thumb side) lies right of point `far`."""
+    a = math.radians(angle)
+    d = np.asarray(points[near], np.float64) - np.asarray(points[far], np.float64)
+    return bool(d[0] * math.cos(a) + d[1] * math.sin(a) > 0)  # x component after rotating by -angle
+
+
+def label_mirror(keypoints: np.ndarray, labelled: np.ndarray, skeleton: Skeleton, angle: float) -> bool | None:
+    """Whether a labelled subject must be mirrored to show its thumb side on the left (None: not labelled)."""
+    near, far = _sides(skeleton)
+    if not (labelled[near] and labelled[far]):
+        return None
+    return thumb_on_right(keypoints, angle, near, far)
+
+
+def pose_angle(keypoints: np.ndarray, skeleton: Skeleton) -> float:
+    """Angle of a predicted pose (J, 2 or 3), measured exactly as `label_angle` measures a label, so a model
+    trained on label-upright crops sees the same 'upright' when the angle comes from its own last pose."""
+    base, tip = orientation_axis(skeleton)
+    xy = np.asarray(keypoints[:, :2], np.float64)
+    return angle_of(xy[tip] - xy[base])
+
+
+def wrap(angle: float) -> float:
+    """Angle in (-180, 180]."""
+    a = math.fmod(angle + 180.0, 360.0)
+    if a <= 0:
+        a += 360.0
+    return a - 180.0
+
+
+# --- running an upright model -------------------------------------------------------------------------------
+
+SEARCH_ANGLES = (0.0, 90.0, 180.0, 270.0)  # a model trained within +-45 degrees of upright covers one of these
+PALM_THUMB_SIDE, PALM_FAR_SIDE = 1, 4  # the palm detector's index-finger and little-finger base keypoints
+PALM_WRIST, PALM_MIDDLE = 0, 2
+
+
+def model_orientation(card) -> str:
+    """'upright' for models trained on upright crops, else 'any' (the port's models, older cards)."""
+    return str((card.provenance or {}).get("orientation") or "any")
+
+
+def model_chirality(card) -> str:
+    """'canonical' for models trained on crops mirrored to one chirality (thumb side left), else 'any'."""
+    return str((card.provenance or {}).get("chirality") or "any")
+
+
+def _confidence(result) -> float:
+    conf = np.nan_to_num(np.asarray(result.keypoints[:, 2], np.float64), nan=0.0)
+    return float(conf.mean())
+
+
+def _turned(box, angle: float, mirror: bool = False):
+    from cpm_core.preprocess import CropBox
+
+    return CropBox(box.cx, box.cy, box.side, wrap(angle), bool(mirror))
+
+
+def palm_hint(palm, frame: np.ndarray, box, context: float = 1.25) -> tuple[float, bool] | None:
+    """(angle, thumb side on the right) of the hand in `box` from the palm detector's keypoints, or None when
+    it finds no palm there. The detector looks at `context` x the box, upright, at 256 pixels."""
+    from cpm_core.preprocess import CropBox, CropTransform
+
+    tr = CropTransform(CropBox(box.cx, box.cy, box.side * context), 256)
+    found = palm.detect(tr.apply(frame))
+    if not found:
+        return None
+    kp = tr.to_frame(np.asarray(found[0].keypoints, np.float64))
+    angle = angle_of(kp[PALM_MIDDLE] - kp[PALM_WRIST])
+    return angle, thumb_on_right(kp, angle, PALM_THUMB_SIDE, PALM_FAR_SIDE)
+
+
+def search_upright(estimator, frame: np.ndarray, crop=None, refine: bool = True, palm=None):
+    """Pose of a subject whose angle (and, for a canonical-chirality model, side) is unknown.
+
+    With a palm detector that finds the hand, its keypoints give angle and side (as in MediaPipe's pipeline).
+    Otherwise the crop is tried at four right angles (and both mirrorings for a canonical model) in one batch
+    and the most confident answer wins. Either way one more pass at the angle of the pose found gives the
+    result (an upright model is most accurate within a few degrees of upright); its crop carries the angle
+    and mirroring used, which a follower keeps for the next frame."""
+    base = estimator.transform_for(frame, crop).box
+    canonical = model_chirality(estimator.card) == "canonical"
+    hint = palm_hint(palm, frame, base) if palm is not None else None
+    if hint is not None:
+        angle, mirror = hint
+        best = estimator.predict(frame, _turned(base, angle, canonical and mirror))
+    else:
+        boxes = [_turned(base, base.angle + a, m) for a in SEARCH_ANGLES for m in ((False, True) if canonical
+                                                                                    else (False,))]
+        results = estimator.predict_batch([frame] * len(boxes), boxes, batch_size=len(boxes))
+        best = max(results, key=_confidence)
+    if not refine or not best.valid:
+        return best
+    mirror = best.crop.box.mirror
+    refined = estimator.predict(frame, _turned(base, pose_angle(best.keypoints, estimator.card.skeleton), mirror))
+    return refined if refined.valid and _confidence(refined) >= 0.5 * _confidence(best) else best
+
+
+def default_palm_detector():
+    """The bundled palm detector, or None where it cannot run (then searches do without it)."""
+    try:
+        from cpm_core.detection.palm import PalmDetector
+
+        return PalmDetector()
+    except Exception:  # noqa: BLE001 - a missing or unloadable detector only costs accuracy
+        return None
+
+
+class UprightFollower:
+    """Feeds a stream's frames to an estimator the way its model was trained.
+
+    For an upright model it finds the subject's angle (and side, for a canonical-chirality model) on the first
+    frame, whenever the pose's mean confidence falls below `min_confidence`, and every `recheck_every` frames
+    (a hand can turn from palm to back without losing confidence); in between it turns each crop by the angle
+    of the last pose, as MediaPipe's hand tracking does, so a video costs one pass a frame. Any other model
+    runs unchanged. `palm`: a palm detector for the searches ("auto": the bundled one, for hand models).
+    """
+
+    def __init__(self, estimator, min_confidence: float = 0.2, recheck_every: int = 30, palm="auto"):
+        self.estimator = estimator
+        self.min_confidence = float(min_confidence)
+        self.recheck_every = int(recheck_every)
+        self.upright = model_orientation(estimator.card) == "upright"
+        if palm == "auto":
+            palm = default_palm_detector() if self.upright and estimator.card.skeleton.num_joints == 21 else None
+        self.palm = palm
+        self.angle: float | None = None
+        self.mirror = False
+        self.searches = 0  # how often angle and side were searched for (a measure of how well it follows)
+        self._since_search = 0
+
+    def reset(self) -> None:
+        self.angle = None
+
+    def predict(self, frame: np.ndarray, crop=None):
+        est = self.estimator
+        if not self.upright:
+            return est.predict(frame, crop)
+        if self.angle is None or (self.recheck_every and self._since_search >= self.recheck_every):
+            result = search_upright(est, frame, crop, palm=self.palm)
+            self.searches += 1
+            self._since_search = 0
+        else:
+            result = est.predict(frame, _turned(est.transform_for(frame, crop).box, self.angle, self.mirror))
+            self._since_search += 1
+        if result.valid and _confidence(result) >= self.min_confidence:
+            self.angle = pose_angle(result.keypoints, est.card.skeleton)
+            self.mirror = result.crop.box.mirror
+        else:
+            self.angle = None
+        return result

@@ -1,0 +1,224 @@
+"""Upright crops: the angle convention, labelled and predicted angles, the 4-way search and the follower."""
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+from cpm_core.estimator import PoseResult
+from cpm_core.model_card import ModelCard
+from cpm_core.orientation import (
+    SEARCH_ANGLES,
+    UprightFollower,
+    label_angle,
+    model_orientation,
+    pose_angle,
+    search_upright,
+    wrap,
+)
+from cpm_core.preprocess import CropBox, CropTransform
+from cpm_core.skeleton import COCO_17, HAND_21
+from cpm_core.spec import get_preset
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+
+
+def upright_hand(cx: float = 100.0, cy: float = 100.0, size: float = 40.0) -> np.ndarray:
+    """A schematic upright hand (J, 2): wrist at the bottom, five fingers fanning upwards."""
+    kp = np.zeros((21, 2))
+    kp[0] = (0.0, size)
+    for f in range(5):
+        x = (f - 2) * size * 0.25
+        for k in range(4):
+            kp[1 + 4 * f + k] = (x * (1 + 0.2 * k), size * (0.3 - 0.35 * k))
+    return kp + (cx, cy)
+
+
+def rotate(points: np.ndarray, degrees: float, centre=(100.0, 100.0)) -> np.ndarray:
+    """Rotate image points clockwise (y down) by `degrees` about `centre`."""
+    a = math.radians(degrees)
+    r = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    return (points - centre) @ r.T + centre
+
+
+@pytest.mark.parametrize("turn", [0.0, 35.0, 90.0, 180.0, -120.0])
+def test_label_and_pose_angles_measure_the_turn(turn):
+    kp = rotate(upright_hand(), turn)
+    labelled = np.ones(21, bool)
+    assert abs(wrap(label_angle(kp, labelled, HAND_21) - turn)) < 1e-6
+    pose = np.concatenate([kp, np.full((21, 1), 0.9)], axis=1)
+    assert abs(wrap(pose_angle(pose, HAND_21) - turn)) < 1e-6
+
+
+def test_a_crop_at_the_label_angle_shows_the_hand_upright():
+    kp = rotate(upright_hand(), 140.0)
+    angle = label_angle(kp, np.ones(21, bool), HAND_21)
+    tr = CropTransform(CropBox(100.0, 100.0, 120.0, angle), 128)
+    wrist, middle = tr.to_input(kp[[0, 9]])
+    assert abs(wrist[0] - middle[0]) < 1e-6 and wrist[1] > middle[1]  # wrist straight below the middle finger
+
+
+def test_missing_axis_joints_and_unknown_skeletons():
+    kp = upright_hand()
+    labelled = np.ones(21, bool)
+    labelled[9] = False
+    assert label_angle(kp, labelled, HAND_21) is None
+    with pytest.raises(ValueError, match="coco17"):
+        label_angle(np.zeros((17, 2)), np.ones(17, bool), COCO_17)
+    assert wrap(190.0) == pytest.approx(-170.0) and wrap(-180.0) == pytest.approx(180.0)
+
+
+class AngleSensitiveEstimator:
+    """A stand-in for an upright model: it sees the true hand, and is confident only when the crop's angle is
+    within 45 degrees of the hand's, as a model trained on upright crops with that much jitter is."""
+
+    def __init__(self, true_angle: float, orientation: str = "upright"):
+        self.true_angle = true_angle
+        self.card = ModelCard.for_spec(get_preset("hand-rt-128x3"), provenance={"orientation": orientation})
+        self.spec = self.card.spec
+        self.calls: list[float] = []
+        self.keypoints = rotate(upright_hand(), true_angle)
+
+    def transform_for(self, frame, crop):
+        h, w = frame.shape[:2]
+        return CropTransform(crop or CropBox.letterbox(w, h), self.spec.input_size)
+
+    def predict(self, frame, crop=None):
+        tr = self.transform_for(frame, crop)
+        self.calls.append(tr.box.angle)
+        off = abs(wrap(tr.box.angle - self.true_angle))
+        conf = max(0.05, 0.9 - off / 100.0)
+        kp = self.keypoints if off <= 45 else rotate(self.keypoints, 180.0)  # lost: a wrong, upside-down guess
+        pose = np.concatenate([kp, np.full((21, 1), conf)], axis=1).astype(np.float32)
+        return PoseResult(pose, np.zeros((1, 4, 4, 22), np.float32), tr)
+
+    def predict_batch(self, frames, crops, batch_size=8):
+        return [self.predict(f, c) for f, c in zip(frames, crops)]
+
+
+@pytest.mark.parametrize("true_angle", [0.0, 60.0, 170.0, -100.0])
+def test_search_finds_the_angle_and_refines_to_it(true_angle):
+    est = AngleSensitiveEstimator(true_angle)
+    frame = np.zeros((200, 200, 3), np.uint8)
+    result = search_upright(est, frame, CropBox(100.0, 100.0, 120.0))
+    assert len(est.calls) == len(SEARCH_ANGLES) + 1  # one batch of rotations, one refining pass
+    assert abs(wrap(result.crop.box.angle - true_angle)) < 1.0
+    np.testing.assert_allclose(result.keypoints[:, :2], est.keypoints, atol=1e-4)
+
+
+def test_follower_searches_once_then_turns_with_the_subject():
+    est = AngleSensitiveEstimator(30.0)
+    follower = UprightFollower(est)
+    frame = np.zeros((200, 200, 3), np.uint8)
+    for angle in (30.0, 45.0, 60.0, 75.0, 90.0):  # the hand turns 15 degrees a frame
+        est.true_angle, est.keypoints = angle, rotate(upright_hand(), angle)
+        result = follower.predict(frame, CropBox(100.0, 100.0, 120.0))
+        assert abs(wrap(result.crop.box.angle - angle)) < 15.01
+    assert follower.searches == 1
+    est.true_angle, est.keypoints = -150.0, rotate(upright_hand(), -150.0)  # a sudden flip loses it ...
+    follower.predict(frame, CropBox(100.0, 100.0, 120.0))
+    follower.predict(frame, CropBox(100.0, 100.0, 120.0))  # ... and the next frame searches again
+    assert follower.searches == 2 and abs(wrap(follower.angle + 150.0)) < 1.0
+
+
+def test_models_without_the_upright_mark_run_unchanged():
+    est = AngleSensitiveEstimator(90.0, orientation="any")
+    assert model_orientation(est.card) == "any"
+    follower = UprightFollower(est)
+    follower.predict(np.zeros((50, 50, 3), np.uint8))
+    assert est.calls == [0.0] and follower.searches == 0
+
+
+def test_upright_cache_turns_every_labelled_hand_upright():
+    from training.data import build_cache, load_datasets
+
+    ds = load_datasets([os.path.join(FIXTURES, "dataset", "tiny_coco", "tiny.json")])
+    cache = build_cache(ds, 64, 1.5, 1.6, orientation="upright")
+    checked = 0
+    for kp, vis in zip(cache.keypoints, cache.visibility):
+        if vis[0] > 0 and vis[9] > 0:
+            assert abs(kp[0, 0] - kp[9, 0]) < 1e-3 and kp[0, 1] > kp[9, 1]
+            checked += 1
+    assert checked >= 1
+    with pytest.raises(ValueError, match="orientation"):
+        build_cache(ds, 64, 1.5, 1.6, orientation="sideways")
+
+
+def test_a_mirrored_crop_maps_points_both_ways_and_shows_the_mirror_image():
+    frame = np.zeros((100, 100, 3), np.uint8)
+    frame[40:50, 20:30] = 255
+    plain, mirrored = (CropTransform(CropBox(50.0, 50.0, 100.0, 30.0, m), 64) for m in (False, True))
+    a, b = plain.apply(frame), mirrored.apply(frame)
+    diff = np.abs(a[:, ::-1].astype(int) - b.astype(int))  # OpenCV samples at 1/32-pixel precision
+    assert diff.max() <= 8 and diff.mean() < 0.5 and (b > 128).any()
+    p = np.array([[24.5, 44.5], [70.0, 10.0]])
+    np.testing.assert_allclose(mirrored.to_input(p)[:, 0], 63 - plain.to_input(p)[:, 0])
+    np.testing.assert_allclose(mirrored.to_frame(mirrored.to_input(p)), p)
+
+
+@pytest.mark.parametrize("turn", [0.0, 70.0, 180.0, -135.0])
+def test_label_mirror_tells_the_two_chiralities_apart_at_any_angle(turn):
+    from cpm_core.orientation import label_mirror
+
+    left = upright_hand()  # thumb (joints 1-4) and index base (5) on the left of the little-finger base (17)
+    right = left.copy()
+    right[:, 0] = 200.0 - right[:, 0]  # the mirror image: thumb side on the right
+    labelled = np.ones(21, bool)
+    for kp, expected in ((left, False), (right, True)):
+        kp = rotate(kp, turn)
+        angle = label_angle(kp, labelled, HAND_21)
+        assert label_mirror(kp, labelled, HAND_21, angle) is expected
+        tr = CropTransform(CropBox(100.0, 100.0, 120.0, angle, expected), 128)
+        shown = tr.to_input(kp)
+        assert shown[5, 0] < shown[17, 0]  # canonical: thumb side on the left, whatever the input
+    labelled[17] = False
+    assert label_mirror(left, labelled, HAND_21, 0.0) is None
+
+
+def test_canonical_cache_shows_every_hand_upright_with_the_thumb_side_left():
+    from training.data import build_cache, load_datasets
+
+    ds = load_datasets([os.path.join(FIXTURES, "dataset", "tiny_coco", "tiny.json")])
+    cache = build_cache(ds, 64, 1.5, 1.6, orientation="upright", chirality="canonical")
+    for kp, vis in zip(cache.keypoints, cache.visibility):
+        if vis[0] and vis[9] and vis[5] and vis[17]:
+            assert kp[0, 1] > kp[9, 1] and kp[5, 0] < kp[17, 0]
+    with pytest.raises(ValueError, match="upright"):
+        build_cache(ds, 64, 1.5, 1.6, orientation="any", chirality="canonical")
+
+
+def test_search_over_sides_finds_the_mirror_a_canonical_model_needs():
+    class SideSensitive(AngleSensitiveEstimator):
+        """Confident only on an upright crop that shows the thumb side on the left (this hand needs mirroring)."""
+
+        def predict(self, frame, crop=None):
+            result = super().predict(frame, crop)
+            if not result.crop.box.mirror:
+                result.keypoints[:, 2] *= 0.3
+            return result
+
+    est = SideSensitive(120.0)
+    est.card.provenance["chirality"] = "canonical"
+    result = search_upright(est, np.zeros((200, 200, 3), np.uint8), CropBox(100.0, 100.0, 120.0))
+    assert len(est.calls) == 2 * len(SEARCH_ANGLES) + 1
+    assert result.crop.box.mirror and abs(wrap(result.crop.box.angle - 120.0)) < 1.0
+
+
+def test_palm_hint_gives_angle_and_side_of_a_real_hand():
+    """The bundled palm detector on a real upright hand photo, turned by 90 degrees and mirrored."""
+    import cv2
+
+    from cpm_core.orientation import default_palm_detector, palm_hint
+
+    palm = default_palm_detector()
+    assert palm is not None
+    frame = cv2.imread(os.path.join(FIXTURES, "media", "hand.jpg"))
+    h, w = frame.shape[:2]
+    box = CropBox(w / 2, h / 2, float(max(w, h)))
+    angle0, right0 = palm_hint(palm, frame, box)
+    turned = cv2.rotate(frame, cv2.ROTATE_90_CLOCKWISE)
+    angle1, right1 = palm_hint(palm, turned, CropBox(h / 2, w / 2, float(max(w, h))))
+    assert abs(wrap(angle1 - angle0 - 90.0)) < 20.0 and right1 == right0
+    angle2, right2 = palm_hint(palm, frame[:, ::-1].copy(), box)
+    assert right2 != right0 and abs(wrap(angle2 + angle0)) < 20.0
