@@ -415,6 +415,12 @@ class MainWindow(QMainWindow):
         transport.addWidget(self.seek_slider)
         self.position_label = QLabel(" – ")
         self.position_label.setMinimumWidth(110)
+        self._position: int | None = None
+        self._shown_position: int | None = None
+        self._position_timer = QTimer(self)
+        self._position_timer.setSingleShot(True)
+        self._position_timer.setInterval(66)
+        self._position_timer.timeout.connect(self._show_position)
         transport.addWidget(self.position_label)
         transport.addSeparator()
         self.snapshot_action.setIconText("Snapshot")
@@ -483,6 +489,7 @@ class MainWindow(QMainWindow):
         self.source_ended = False
         self.displayed = 0
         self._latest = None
+        self._shown_position = None
         self.select_subject(None)  # ids start again at 1 with the new source (the worker resets its tracker)
         cap = CaptureThread(source, self.worker.submit, self.generation, self.worker.wait_for_slot)
         cap.positionChanged.connect(self._on_position)
@@ -573,6 +580,18 @@ class MainWindow(QMainWindow):
             self.capture.set_loop(loop)
 
     def _on_position(self, index: int) -> None:
+        """Seek bar and frame label follow playback at most ~15 times a second (every frame, at 100 frames/s,
+        re-laid the toolbar out in the GUI thread); the latest position is always shown in the end."""
+        self._position = index
+        if not self._position_timer.isActive():
+            self._show_position()
+            self._position_timer.start()
+
+    def _show_position(self) -> None:
+        index = self._position
+        if index is None or index == self._shown_position:
+            return
+        self._shown_position = index
         if not self.seek_slider.isSliderDown():
             self.seek_slider.blockSignals(True)
             self.seek_slider.setValue(index)

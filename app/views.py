@@ -283,7 +283,13 @@ class TrackerView(PoseView):
             state = "LOST: centred square" if pose.tracker_lost else "tracking"
             text = f"self-tracking: {state} (score {pose.tracker_score:.2f}), crop {pose.crop.side:.0f}px"
         else:
-            text = "self-tracking off: whole frame (letterboxed)"
+            h, w = pose.bgra.shape[:2]
+            whole = abs(pose.crop.side - max(w, h)) < 1.0 and not pose.crop.angle
+            text = "self-tracking off: " + ("whole frame (letterboxed)" if whole else
+                                            "the upright model's crop follows the hand")
+        crop = pose.crop
+        if crop.angle or crop.mirror:  # an upright model: the crop follows the hand's angle (and side)
+            text += f"\ncrop turned {crop.angle:.0f}\u00b0{', mirrored (thumb side left)' if crop.mirror else ''}"
         self.status.setText(f"{text}\npose: {self.mode}")
         self.status.setPos(0, 0)
 

@@ -115,9 +115,10 @@ def _turned(box, angle: float, mirror: bool = False):
     return CropBox(box.cx, box.cy, box.side, wrap(angle), bool(mirror))
 
 
-def palm_hint(palm, frame: np.ndarray, box, context: float = 1.25) -> tuple[float, bool] | None:
-    """(angle, thumb side on the right) of the hand in `box` from the palm detector's keypoints, or None when
-    it finds no palm there. The detector looks at `context` x the box, upright, at 256 pixels."""
+def palm_hint(palm, frame: np.ndarray, box, context: float = 1.25):
+    """What the palm detector says about the hand in `box`: (angle, thumb side on the right, the hand's crop
+    box in frame pixels as MediaPipe grows it from the palm), or None when it finds no palm there. The
+    detector looks at `context` x the box, upright, at 256 pixels."""
     from cpm_core.preprocess import CropBox, CropTransform
 
     tr = CropTransform(CropBox(box.cx, box.cy, box.side * context), 256)
@@ -126,22 +127,28 @@ def palm_hint(palm, frame: np.ndarray, box, context: float = 1.25) -> tuple[floa
         return None
     kp = tr.to_frame(np.asarray(found[0].keypoints, np.float64))
     angle = angle_of(kp[PALM_MIDDLE] - kp[PALM_WRIST])
-    return angle, thumb_on_right(kp, angle, PALM_THUMB_SIDE, PALM_FAR_SIDE)
+    c = found[0].crop
+    cx, cy = tr.to_frame(np.array([[c.cx, c.cy]]))[0]
+    hand = CropBox(float(cx), float(cy), c.side * tr.box.side / tr.size, angle)
+    return angle, thumb_on_right(kp, angle, PALM_THUMB_SIDE, PALM_FAR_SIDE), hand
 
 
 def search_upright(estimator, frame: np.ndarray, crop=None, refine: bool = True, palm=None):
     """Pose of a subject whose angle (and, for a canonical-chirality model, side) is unknown.
 
-    With a palm detector that finds the hand, its keypoints give angle and side (as in MediaPipe's pipeline).
-    Otherwise the crop is tried at four right angles (and both mirrorings for a canonical model) in one batch
-    and the most confident answer wins. Either way one more pass at the angle of the pose found gives the
-    result (an upright model is most accurate within a few degrees of upright); its crop carries the angle
-    and mirroring used, which a follower keeps for the next frame."""
+    With a palm detector that finds the hand, its keypoints give angle and side (as in MediaPipe's pipeline),
+    and, when no crop is given, its hand box gives the crop. Otherwise the crop (default: the whole frame) is
+    tried at four right angles (and both mirrorings for a canonical model) in one batch and the most
+    confident answer wins. Either way one more pass at the angle of the pose found gives the result (an
+    upright model is most accurate within a few degrees of upright); its crop carries the angle and
+    mirroring used, which a follower keeps for the next frame."""
     base = estimator.transform_for(frame, crop).box
     canonical = model_chirality(estimator.card) == "canonical"
     hint = palm_hint(palm, frame, base) if palm is not None else None
     if hint is not None:
-        angle, mirror = hint
+        angle, mirror, hand = hint
+        if crop is None:
+            base = hand
         best = estimator.predict(frame, _turned(base, angle, canonical and mirror))
     else:
         boxes = [_turned(base, base.angle + a, m) for a in SEARCH_ANGLES for m in ((False, True) if canonical
@@ -153,6 +160,17 @@ def search_upright(estimator, frame: np.ndarray, crop=None, refine: bool = True,
     mirror = best.crop.box.mirror
     refined = estimator.predict(frame, _turned(base, pose_angle(best.keypoints, estimator.card.skeleton), mirror))
     return refined if refined.valid and _confidence(refined) >= 0.5 * _confidence(best) else best
+
+
+def pose_box(keypoints: np.ndarray, margin: float, min_confidence: float = 0.1):
+    """The square crop around a pose's confident joints, `margin` x their extent (the training crop rule)."""
+    from cpm_core.preprocess import CropBox
+
+    kp = np.asarray(keypoints, np.float64)
+    ok = np.isfinite(kp).all(axis=1) & (kp[:, 2] >= min_confidence)
+    pts = kp[ok if ok.sum() >= 3 else np.isfinite(kp).all(axis=1), :2]
+    (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+    return CropBox.around(x0, y0, x1, y1, margin)
 
 
 def default_palm_detector():
@@ -171,8 +189,10 @@ class UprightFollower:
     For an upright model it finds the subject's angle (and side, for a canonical-chirality model) on the first
     frame, whenever the pose's mean confidence falls below `min_confidence`, and every `recheck_every` frames
     (a hand can turn from palm to back without losing confidence); in between it turns each crop by the angle
-    of the last pose, as MediaPipe's hand tracking does, so a video costs one pass a frame. Any other model
-    runs unchanged. `palm`: a palm detector for the searches ("auto": the bundled one, for hand models).
+    of the last pose, as MediaPipe's hand tracking does, so a video costs one pass a frame. When the caller
+    gives no crop, the crop follows the hand too (the palm detector's box, then the last pose's joints grown
+    by the model's training margin). Any other model runs unchanged. `palm`: a palm detector for the
+    searches ("auto": the bundled one, for hand models).
     """
 
     def __init__(self, estimator, min_confidence: float = 0.2, recheck_every: int = 30, palm="auto"):
@@ -185,26 +205,32 @@ class UprightFollower:
         self.palm = palm
         self.angle: float | None = None
         self.mirror = False
+        self.box = None  # the followed crop when the caller gives none
+        self.margin = float((estimator.card.provenance or {}).get("crop_margin") or 1.6)
         self.searches = 0  # how often angle and side were searched for (a measure of how well it follows)
         self._since_search = 0
 
     def reset(self) -> None:
         self.angle = None
+        self.box = None
 
     def predict(self, frame: np.ndarray, crop=None):
         est = self.estimator
         if not self.upright:
             return est.predict(frame, crop)
+        follow_box = crop is None
         if self.angle is None or (self.recheck_every and self._since_search >= self.recheck_every):
             result = search_upright(est, frame, crop, palm=self.palm)
             self.searches += 1
             self._since_search = 0
         else:
-            result = est.predict(frame, _turned(est.transform_for(frame, crop).box, self.angle, self.mirror))
+            box = self.box if follow_box and self.box is not None else est.transform_for(frame, crop).box
+            result = est.predict(frame, _turned(box, self.angle, self.mirror))
             self._since_search += 1
         if result.valid and _confidence(result) >= self.min_confidence:
             self.angle = pose_angle(result.keypoints, est.card.skeleton)
             self.mirror = result.crop.box.mirror
+            self.box = pose_box(result.keypoints, self.margin) if follow_box else None
         else:
-            self.angle = None
+            self.angle, self.box = None, None
         return result

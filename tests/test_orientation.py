@@ -78,6 +78,7 @@ class AngleSensitiveEstimator:
         self.card = ModelCard.for_spec(get_preset("hand-rt-128x3"), provenance={"orientation": orientation})
         self.spec = self.card.spec
         self.calls: list[float] = []
+        self.boxes: list[CropBox] = []
         self.keypoints = rotate(upright_hand(), true_angle)
 
     def transform_for(self, frame, crop):
@@ -87,6 +88,7 @@ class AngleSensitiveEstimator:
     def predict(self, frame, crop=None):
         tr = self.transform_for(frame, crop)
         self.calls.append(tr.box.angle)
+        self.boxes.append(tr.box)
         off = abs(wrap(tr.box.angle - self.true_angle))
         conf = max(0.05, 0.9 - off / 100.0)
         kp = self.keypoints if off <= 45 else rotate(self.keypoints, 180.0)  # lost: a wrong, upside-down guess
@@ -120,6 +122,24 @@ def test_follower_searches_once_then_turns_with_the_subject():
     follower.predict(frame, CropBox(100.0, 100.0, 120.0))
     follower.predict(frame, CropBox(100.0, 100.0, 120.0))  # ... and the next frame searches again
     assert follower.searches == 2 and abs(wrap(follower.angle + 150.0)) < 1.0
+
+
+def test_without_a_crop_the_follower_follows_the_hand_with_the_training_margin():
+    from cpm_core.orientation import pose_box
+
+    est = AngleSensitiveEstimator(0.0)
+    follower = UprightFollower(est, palm=None)
+    frame = np.zeros((200, 200, 3), np.uint8)
+    follower.predict(frame)  # searched on the whole frame
+    box = pose_box(np.concatenate([est.keypoints, np.full((21, 1), 0.9)], 1), 1.6)
+    assert follower.box == box
+    x0, y0 = est.keypoints.min(axis=0)
+    x1, y1 = est.keypoints.max(axis=0)
+    assert box.side == pytest.approx(1.6 * max(x1 - x0, y1 - y0))
+    follower.predict(frame)  # the next frame: one pass on the followed box, turned by the last pose's angle
+    used = est.boxes[-1]
+    assert (used.cx, used.cy, used.side) == pytest.approx((box.cx, box.cy, box.side))
+    assert follower.searches == 1 and len(est.calls) == len(SEARCH_ANGLES) + 2
 
 
 def test_models_without_the_upright_mark_run_unchanged():
@@ -216,9 +236,11 @@ def test_palm_hint_gives_angle_and_side_of_a_real_hand():
     frame = cv2.imread(os.path.join(FIXTURES, "media", "hand.jpg"))
     h, w = frame.shape[:2]
     box = CropBox(w / 2, h / 2, float(max(w, h)))
-    angle0, right0 = palm_hint(palm, frame, box)
+    angle0, right0, hand0 = palm_hint(palm, frame, box)
+    assert 0 < hand0.cx < w and 0 < hand0.cy < h and 0.1 * max(w, h) < hand0.side < max(w, h)
     turned = cv2.rotate(frame, cv2.ROTATE_90_CLOCKWISE)
-    angle1, right1 = palm_hint(palm, turned, CropBox(h / 2, w / 2, float(max(w, h))))
+    angle1, right1, hand1 = palm_hint(palm, turned, CropBox(h / 2, w / 2, float(max(w, h))))
     assert abs(wrap(angle1 - angle0 - 90.0)) < 20.0 and right1 == right0
-    angle2, right2 = palm_hint(palm, frame[:, ::-1].copy(), box)
+    assert abs(hand1.cx - (h - 1 - hand0.cy)) < 0.1 * hand0.side and abs(hand1.cy - hand0.cx) < 0.1 * hand0.side
+    angle2, right2, _ = palm_hint(palm, frame[:, ::-1].copy(), box)
     assert right2 != right0 and abs(wrap(angle2 + angle0)) < 20.0

@@ -100,3 +100,39 @@ def test_tracker_side_grows_with_joint_extent_and_score():
     tr = SelfTracker()
     tr.update(r)
     assert tr.next_crop((720, 720, 3)).side == pytest.approx(600.0)
+
+
+def test_one_block_filter_equals_a_filterpy_filter_per_joint():
+    """The smoother keeps all joints in one block-diagonal filter; it must give exactly what independent
+    per-joint constant-velocity filters give, missing joints and first sightings included."""
+    from filterpy.kalman import KalmanFilter
+
+    def joint_filter(z):
+        kf = KalmanFilter(dim_x=4, dim_z=2)
+        kf.F = np.array([[1, 0, 1, 0], [0, 1, 0, 1], [0, 0, 1, 0], [0, 0, 0, 1]], float)
+        kf.H = np.array([[1, 0, 0, 0], [0, 1, 0, 0]], float)
+        kf.Q, kf.R, kf.P = np.eye(4) * 0.05, np.eye(2) * 2.0, np.eye(4) * 10.0
+        kf.x = np.array([z[0], z[1], 0.0, 0.0])
+        return kf
+
+    rng = np.random.default_rng(3)
+    smoother = KalmanSmoother(process_noise=0.05, measurement_noise=2.0)
+    filters: list = [None] * 5
+    for t in range(40):
+        kp = np.concatenate([rng.normal(20 + 2 * t, 1.5, (5, 2)), rng.random((5, 1))], axis=1)
+        if 8 <= t < 12:
+            kp[1, :2] = np.nan  # drops out for four frames
+        if t < 6:
+            kp[4, :2] = np.nan  # first seen late
+        expected = kp.copy()
+        for j in range(5):
+            z = kp[j, :2]
+            if filters[j] is None:
+                if np.isfinite(z).all():
+                    filters[j] = joint_filter(z)
+                continue
+            filters[j].predict()
+            if np.isfinite(z).all():
+                filters[j].update(z)
+            expected[j, :2] = filters[j].x[:2]
+        np.testing.assert_allclose(smoother.update(kp), expected.astype(np.float32), rtol=1e-6, atol=1e-4)

@@ -180,3 +180,33 @@ def test_bad_config_reports_error_event(tmp_path):
     proc.wait(timeout=60)
     assert proc.returncode == 1
     assert events[-1]["event"] == "error" and "exist.json" in events[-1]["message"]
+
+
+def test_weight_average_is_what_gets_exported(tmp_path):
+    """With train.ema the exported model holds the moving average of the weights, not the last step's (both
+    are in the final checkpoint: the model's variables and the optimiser's averages)."""
+    from cpm_core.network import build_cpm
+    from cpm_core.weights import load_model
+    from training.config import load_config as load
+    from training.loop import make_optimizer, make_schedule
+
+    cfg_path = write_config(tmp_path, 30)
+    proc = _cpm(["train", str(cfg_path), "--set", "train.ema=0.9", "--set", "train.eval_every=0"], ROOT)
+    events = _events(proc)
+    proc.wait(timeout=60)
+    assert proc.returncode == 0, proc.stderr.read()
+    exported, _ = load_model(events[-1]["model"])
+    cfg = load(str(cfg_path), ["train.ema=0.9"])
+    spec = cfg.model_spec(21)
+    model = build_cpm(spec, "float32")
+    optimizer = make_optimizer(cfg, make_schedule(cfg, cfg.train.steps))
+    optimizer.build(model.trainable_variables)
+    step = tf.Variable(0, dtype=tf.int64)
+    tf.train.Checkpoint(model=model, optimizer=optimizer, step=step).restore(
+        tf.train.latest_checkpoint(str(tmp_path / "out" / "checkpoints"))).expect_partial()
+    assert int(step.numpy()) == 30
+    averages = [v.numpy() for v in optimizer._model_variables_moving_average]
+    raw = [v.numpy() for v in model.trainable_variables]
+    got = [v.numpy() for v in exported.trainable_variables]
+    assert all(np.allclose(g, a, atol=1e-6) for g, a in zip(got, averages))
+    assert not all(np.allclose(g, r, atol=1e-6) for g, r in zip(got, raw))

@@ -52,6 +52,8 @@ class TrainConfig:
     checkpoint_every: int = 250
     keep_checkpoints: int = 3
     sigma: float = 1.0  # Gaussian target width in heatmap cells
+    ema: float = 0.0  # momentum of an exponential moving average of the weights (e.g. 0.998), evaluated and
+    # exported instead of the last step's weights; 0: off
     seed: int = 0
 
 

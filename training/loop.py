@@ -105,13 +105,31 @@ def make_schedule(cfg, total_steps: int):
 
 def make_optimizer(cfg, schedule):
     t = cfg.train
+    if not 0.0 <= t.ema < 1.0:
+        raise ValueError(f"train.ema must be in [0, 1) (0: off), got {t.ema}")
+    ema = {"use_ema": True, "ema_momentum": t.ema} if t.ema > 0 else {}
     if t.optimizer == "adam":
-        return keras.optimizers.Adam(schedule)
+        return keras.optimizers.Adam(schedule, **ema)
     if t.optimizer == "adamw":
-        return keras.optimizers.AdamW(schedule, weight_decay=t.weight_decay)
+        return keras.optimizers.AdamW(schedule, weight_decay=t.weight_decay, **ema)
     if t.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(schedule)
+        return keras.optimizers.RMSprop(schedule, **ema)
     raise ValueError(f"unknown optimizer {t.optimizer!r} (adam, adamw, rmsprop)")
+
+
+def swap_ema(model: keras.Model, optimizer) -> None:
+    """Exchange the model's weights with the optimizer's moving averages (calling it twice restores them).
+
+    A small net on a few scenes swings from checkpoint to checkpoint (validation PCK moved by +-0.15 between
+    evaluations 500 steps apart); the exponential moving average of its weights is what gets evaluated and
+    exported, so the card's number is not the luck of the last step."""
+    averages = getattr(optimizer, "_model_variables_moving_average", None)
+    if not averages:
+        return
+    for var, avg in zip(model.trainable_variables, averages):
+        current = tf.identity(var)
+        var.assign(avg)
+        avg.assign(current)
 
 
 def stage_l2(pred: tf.Tensor, targets: tf.Tensor, mask: tf.Tensor, global_batch: int) -> tf.Tensor:
@@ -239,7 +257,11 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
         nonlocal last_eval
         if val is None or not len(val.images):
             return
-        res = evaluate_model(model, spec, val)
+        swap_ema(model, optimizer)
+        try:
+            res = evaluate_model(model, spec, val)
+        finally:
+            swap_ema(model, optimizer)
         last_eval = res
         events.emit("eval", step=step, pck=res["pck"], epe=res["epe"], pck_per_joint=res["pck_per_joint"],
                     joints=list(skeleton.joints))
@@ -273,6 +295,7 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
         run_eval()
     finally:
         csv_file.close()
+    swap_ema(model, optimizer)  # from here on the model holds the averaged weights: they are exported
     wall = time.perf_counter() - wall0
     norm = Normalisation(1 / 256, -0.5, "BGR")
     metrics = {}
