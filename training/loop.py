@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,8 +153,14 @@ class Validation:
     norm: np.ndarray  # (N,) box side in crop pixels
 
 
+_EVAL_FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def evaluate_model(model: keras.Model, spec: ModelSpec, val: Validation, batch: int = 32) -> dict:
-    fn = tf.function(lambda x: tf.cast(model(x, training=False)[:, -1], tf.float32))
+    fn = _EVAL_FORWARD.get(model)
+    if fn is None:  # one traced function per model: a new one at every evaluation made TF warn of retracing
+        fn = tf.function(lambda x: tf.cast(model(x, training=False)[:, -1], tf.float32), reduce_retracing=True)
+        _EVAL_FORWARD[model] = fn
     preds = []
     for i in range(0, len(val.images), batch):
         x = val.images[i:i + batch].astype(np.float32) / 256.0 - 0.5
