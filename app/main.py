@@ -104,14 +104,14 @@ def main(argv: list[str] | None = None) -> int:
                 app.exit(status["rc"])
 
         def check() -> None:
-            if window.displayed >= frames:
+            if window.delivered >= frames and window.displayed > 0:
                 QTimer.singleShot(100, finish)  # let the last frame paint
             elif window.source_ended and window.worker.idle() and window.displayed > 0:
                 QTimer.singleShot(300, finish)  # the source had fewer frames
 
         def timeout() -> None:
             if not status["done"] and args.quit:
-                print(f"cpm-studio: timed out after {args.timeout:.0f}s with {window.displayed} of {frames} frames "
+                print(f"cpm-studio: timed out after {args.timeout:.0f}s with {window.delivered} of {frames} frames "
                       f"shown ({window.last_error or 'no error reported'})", file=sys.stderr)
                 status["done"] = True
                 window.close()

@@ -14,7 +14,7 @@ from collections import deque
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -90,7 +90,12 @@ class MainWindow(QMainWindow):
         self.source_info: SourceInfo | None = None
         self.source_ended = False
         self.generation = 0
-        self.displayed = 0
+        self.displayed = 0  # frames painted for the current source
+        self.delivered = 0  # results that reached the GUI for the current source (each one recorded)
+        self._last_draw = 0.0
+        screen = QGuiApplication.primaryScreen()
+        rate = screen.refreshRate() if screen is not None else 0.0
+        self.paint_interval = 1.0 / (rate if 20.0 <= rate <= 240.0 else 60.0)  # seconds between view paints
         self.recorder: Recorder | None = None
         self._latest: PoseFrame | None = None
         self._drawn: PoseFrame | None = None
@@ -488,6 +493,7 @@ class MainWindow(QMainWindow):
         self.source_info = source.info
         self.source_ended = False
         self.displayed = 0
+        self.delivered = 0
         self._latest = None
         self._shown_position = None
         self.select_subject(None)  # ids start again at 1 with the new source (the worker resets its tracker)
@@ -695,20 +701,26 @@ class MainWindow(QMainWindow):
         self.worker.set_kalman_noise(q, r)
 
     def _on_result(self, pose: PoseFrame) -> None:
+        """Every result is delivered (counted, and recorded in the confidence plots); the view is painted with
+        the newest one at most at the screen's refresh rate. Painting 100 results a second on a 60 Hz screen
+        showed nothing more and took the CPU the model needed (bench/pipeline.py)."""
         if pose.generation != self.generation:
             return  # from the previous source
+        self.delivered += 1
+        self.plots.add(pose)
         self._latest = pose
         if not self._draw_scheduled:
             self._draw_scheduled = True
-            QTimer.singleShot(0, self._draw_latest)
+            wait = self._last_draw + self.paint_interval - time.perf_counter()
+            QTimer.singleShot(max(0, int(wait * 1000)), self._draw_latest)
 
     def _draw_latest(self) -> None:
         self._draw_scheduled = False
         pose, self._latest = self._latest, None
         if pose is None:
             return
+        self._last_draw = time.perf_counter()
         self.current_view.show_pose(pose)
-        self.plots.add(pose)
         self._drawn = pose
         self._draw_times.append(time.perf_counter())
         self.displayed += 1

@@ -268,3 +268,23 @@ def test_training_tabs_are_in_the_window_and_load_finished_models(qtbot, window,
     qtbot.waitUntil(lambda: window.worker.estimator is not None
                     and window.worker.estimator.card.name == "freshly-trained", timeout=WAIT_MS)
     assert window.mode_tabs.currentIndex() == 0
+
+
+def test_every_result_is_delivered_but_the_view_paints_at_most_at_the_screen_rate(qtbot, window):
+    import dataclasses
+
+    assert window.open_source(IMAGE)
+    _wait_frames(qtbot, window)
+    qtbot.waitUntil(lambda: window.worker.idle(), timeout=WAIT_MS)
+    base = window._drawn
+    window.paint_interval = 0.3
+    window._last_draw = time.perf_counter()  # just painted: the next paint waits for the interval
+    delivered, painted = window.delivered, window.displayed
+    for i in range(10):
+        window._on_result(dataclasses.replace(base, index=100 + i))
+    assert window.delivered == delivered + 10 and window.displayed == painted  # all recorded, none painted yet
+    assert window.plots._x[-1] == 109  # the confidence plots got every result
+    qtbot.waitUntil(lambda: window.displayed == painted + 1, timeout=WAIT_MS)
+    assert window.current_view.last.index == 109  # the paint shows the newest result
+    qtbot.wait(400)
+    assert window.displayed == painted + 1  # one paint for ten results
