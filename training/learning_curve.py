@@ -26,6 +26,16 @@ def read_metrics(run_dir: str | Path) -> tuple[list[tuple[int, float]], list[tup
     return sorted(loss.items()), sorted(pck.items())
 
 
+def _card(run_dir: str | Path) -> dict:
+    import json
+
+    path = Path(run_dir) / "model" / "card.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
 def write_learning_curve(run_dir: str | Path, out_prefix: str | Path) -> tuple[Path, Path]:
     import matplotlib
 
@@ -33,6 +43,13 @@ def write_learning_curve(run_dir: str | Path, out_prefix: str | Path) -> tuple[P
     import matplotlib.pyplot as plt
 
     loss, pck = read_metrics(run_dir)
+    card = _card(run_dir)
+    upright = (card.get("provenance") or {}).get("orientation") == "upright"
+    # An upright run validates on crops turned by the labels' angle (and side); the card's headline is the
+    # model with the angle found at run time, drawn as one point at the last step.
+    val_label = "validation PCK@0.2" + (" (label-angle crops)" if upright else "")
+    final = (card.get("metrics") or {}).get("pck@0.2") if upright else None
+    how = (card.get("metrics") or {}).get("orientation", "")
     out_prefix = Path(out_prefix)
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
     lines = ["step,val_pck_at_0.2"] + [f"{s},{v:.4f}" for s, v in pck]
@@ -45,12 +62,15 @@ def write_learning_curve(run_dir: str | Path, out_prefix: str | Path) -> tuple[P
     ax1.set_xlabel("step")
     ax1.set_ylabel("training loss (sum over stages)")
     ax2 = ax1.twinx()
-    ax2.plot([s for s, _ in pck], [v for _, v in pck], "o-", color="tab:blue", label="validation PCK@0.2")
+    ax2.plot([s for s, _ in pck], [v for _, v in pck], "o-", color="tab:blue", label=val_label)
+    if final is not None and pck:
+        ax2.plot([pck[-1][0]], [final], "*", ms=14, color="tab:red",
+                 label=f"final model, angle and side from {how or 'search'}: {final:.3f}")
     ax2.set_ylim(0, 1)
     ax2.set_ylabel("validation PCK@0.2")
     ax2.axhline(0.8, color="tab:blue", ls=":", lw=0.8)
     ax1.set_title(f"Learning curve: {Path(run_dir).name}")
-    fig.legend(loc="upper right", bbox_to_anchor=(0.88, 0.88))
+    fig.legend(loc="lower right", bbox_to_anchor=(0.88, 0.16), fontsize=8)
     fig.tight_layout()
     png_path = out_prefix.with_suffix(".png")
     tmp = png_path.with_name(f".{png_path.name}.tmp.png")
