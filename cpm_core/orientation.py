@@ -125,9 +125,10 @@ def palm_hint(palm, frame: np.ndarray, box, context: float = 1.25):
     found = palm.detect(tr.apply(frame))
     if not found:
         return None
-    kp = tr.to_frame(np.asarray(found[0].keypoints, np.float64))
+    best = max(found, key=lambda d: d.score)
+    kp = tr.to_frame(np.asarray(best.keypoints, np.float64))
     angle = angle_of(kp[PALM_MIDDLE] - kp[PALM_WRIST])
-    c = found[0].crop
+    c = best.crop
     cx, cy = tr.to_frame(np.array([[c.cx, c.cy]]))[0]
     hand = CropBox(float(cx), float(cy), c.side * tr.box.side / tr.size, angle)
     return angle, thumb_on_right(kp, angle, PALM_THUMB_SIDE, PALM_FAR_SIDE), hand
@@ -144,7 +145,9 @@ def search_upright(estimator, frame: np.ndarray, crop=None, refine: bool = True,
     mirroring used, which a follower keeps for the next frame."""
     base = estimator.transform_for(frame, crop).box
     canonical = model_chirality(estimator.card) == "canonical"
-    hint = palm_hint(palm, frame, base) if palm is not None else None
+    # A given crop is widened a little for the detector (a hand filling it may reach its edges); the whole frame
+    # is looked at as it is.
+    hint = palm_hint(palm, frame, base, 1.25 if crop is not None else 1.0) if palm is not None else None
     if hint is not None:
         angle, mirror, hand = hint
         if crop is None:
