@@ -28,6 +28,7 @@ class PoseResult:
     heatmaps: np.ndarray  # (stages, h, w, C) float32, C = joints + background
     crop: CropTransform
     timings: dict[str, float] = field(default_factory=dict)  # milliseconds: preprocess, model, decode
+    oriented_by: str = ""  # upright models: where the crop's angle and side came from (palm, search, followed)
 
     @property
     def num_joints(self) -> int:

@@ -158,11 +158,14 @@ def search_upright(estimator, frame: np.ndarray, crop=None, refine: bool = True,
                                                                                     else (False,))]
         results = estimator.predict_batch([frame] * len(boxes), boxes, batch_size=len(boxes))
         best = max(results, key=_confidence)
-    if not refine or not best.valid:
-        return best
-    mirror = best.crop.box.mirror
-    refined = estimator.predict(frame, _turned(base, pose_angle(best.keypoints, estimator.card.skeleton), mirror))
-    return refined if refined.valid and _confidence(refined) >= 0.5 * _confidence(best) else best
+    result = best
+    if refine and best.valid:
+        mirror = best.crop.box.mirror
+        refined = estimator.predict(frame, _turned(base, pose_angle(best.keypoints, estimator.card.skeleton), mirror))
+        if refined.valid and _confidence(refined) >= 0.5 * _confidence(best):
+            result = refined
+    result.oriented_by = "palm" if hint is not None else "search"
+    return result
 
 
 def pose_box(keypoints: np.ndarray, margin: float, min_confidence: float = 0.1):
@@ -212,6 +215,7 @@ class UprightFollower:
         self.margin = float((estimator.card.provenance or {}).get("crop_margin") or 1.6)
         self.searches = 0  # how often angle and side were searched for (a measure of how well it follows)
         self._since_search = 0
+        self._by_palm = False  # whether the last search's angle and side came from the palm detector
 
     def reset(self) -> None:
         self.angle = None
@@ -222,13 +226,18 @@ class UprightFollower:
         if not self.upright:
             return est.predict(frame, crop)
         follow_box = crop is None
-        if self.angle is None or (self.recheck_every and self._since_search >= self.recheck_every):
+        # A side the model had to guess (no palm found) is checked again soon; one the palm gave, every
+        # `recheck_every` frames.
+        every = self.recheck_every if self._by_palm or self.palm is None else min(self.recheck_every, 5)
+        if self.angle is None or (every and self._since_search >= every):
             result = search_upright(est, frame, crop, palm=self.palm)
+            self._by_palm = result.oriented_by == "palm"
             self.searches += 1
             self._since_search = 0
         else:
             box = self.box if follow_box and self.box is not None else est.transform_for(frame, crop).box
             result = est.predict(frame, _turned(box, self.angle, self.mirror))
+            result.oriented_by = "followed"
             self._since_search += 1
         if result.valid and _confidence(result) >= self.min_confidence:
             self.angle = pose_angle(result.keypoints, est.card.skeleton)

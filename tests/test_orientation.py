@@ -244,3 +244,20 @@ def test_palm_hint_gives_angle_and_side_of_a_real_hand():
     assert abs(hand1.cx - (h - 1 - hand0.cy)) < 0.1 * hand0.side and abs(hand1.cy - hand0.cx) < 0.1 * hand0.side
     angle2, right2, _ = palm_hint(palm, frame[:, ::-1].copy(), box)
     assert right2 != right0 and abs(wrap(angle2 + angle0)) < 20.0
+
+
+
+@pytest.mark.parametrize("palm_finds", [True, False])
+def test_a_guessed_side_is_checked_again_sooner_than_one_the_palm_gave(monkeypatch, palm_finds):
+    import cpm_core.orientation as orientation
+
+    est = AngleSensitiveEstimator(20.0)
+    hint = (20.0, False, CropBox(100.0, 100.0, 120.0, 20.0)) if palm_finds else None
+    monkeypatch.setattr(orientation, "palm_hint", lambda palm, frame, box, context=1.25: hint)
+    follower = UprightFollower(est, palm=object(), recheck_every=30)
+    kinds = [follower.predict(np.zeros((200, 200, 3), np.uint8), CropBox(100.0, 100.0, 120.0)).oriented_by
+             for _ in range(12)]
+    if palm_finds:
+        assert kinds == ["palm"] + ["followed"] * 11 and follower.searches == 1
+    else:
+        assert kinds == (["search"] + ["followed"] * 5) * 2 and follower.searches == 2
