@@ -127,7 +127,7 @@ def palm_hint(palm, frame: np.ndarray, box, context: float = 1.25):
         return None
     best = max(found, key=lambda d: d.score)
     kp = tr.to_frame(np.asarray(best.keypoints, np.float64))
-    angle = angle_of(kp[PALM_MIDDLE] - kp[PALM_WRIST])
+    angle = angle_of(kp[PALM_MIDDLE] - kp[PALM_WRIST])  # in frame pixels: the card's PCK was measured so
     c = best.crop
     cx, cy = tr.to_frame(np.array([[c.cx, c.cy]]))[0]
     hand = CropBox(float(cx), float(cy), c.side * tr.box.side / tr.size, angle)

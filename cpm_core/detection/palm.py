@@ -15,6 +15,7 @@ import numpy as np
 from cpm_core.detection.anchors import PALM_ANCHORS
 from cpm_core.detection.base import Detection
 from cpm_core.detection.ssd import SsdModel
+from cpm_core.orientation import angle_of
 from cpm_core.preprocess import CropBox
 
 WRIST, MIDDLE_BASE = 0, 2  # palm keypoints used to turn the hand upright
@@ -32,8 +33,7 @@ def upright_angle(wrist: np.ndarray, middle_base: np.ndarray) -> float:
     A CropBox turned by `a` has its up direction at (sin a, -cos a) in image coordinates (y down), so
     a = atan2(dx, -dy): 0 for fingers up, 90 for fingers pointing right, 180 for fingers down.
     """
-    dx, dy = np.asarray(middle_base, dtype=np.float64) - np.asarray(wrist, dtype=np.float64)
-    return math.degrees(math.atan2(dx, -dy))
+    return angle_of(np.asarray(middle_base, dtype=np.float64) - np.asarray(wrist, dtype=np.float64))
 
 
 def hand_crop(xyxy: np.ndarray, keypoints: np.ndarray, scale: float = 2.6, shift: float = 0.5) -> CropBox:
