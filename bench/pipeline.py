@@ -8,6 +8,8 @@ Rows:
   with the capture waiting for the worker (no drops): frames per second through the whole pipeline to the GUI
   (every result reaches the window and its plots; the view itself is painted with the newest result at most at
   the screen's refresh rate, reported as paints/s).
+- GUI, every frame, views draw nothing: the same with the views' drawing switched off, to tell the cost of
+  painting from that of the threads around the model (a diagnosis, not a way to use the app).
 - GUI, real time: the same at the file's frame rate (drops when the model cannot keep up).
 During the GUI runs a 1 ms QTimer heartbeat measures event-loop gaps; p99 and max are the stalls a user
 would feel. Targets: GUI every-frame fps >= 90% of bare fps; p99 stall < 20 ms.
@@ -51,7 +53,8 @@ def bare_fps(estimator, video: Path, frames: int) -> float:
         return n / (time.perf_counter() - t0)
 
 
-def gui_run(estimator, video: Path, frames: int, view: str, realtime: bool, detect: bool = False) -> dict:
+def gui_run(estimator, video: Path, frames: int, view: str, realtime: bool, detect: bool = False,
+            paint: bool = True) -> dict:
     from PySide6.QtCore import QSettings, QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -64,6 +67,9 @@ def gui_run(estimator, video: Path, frames: int, view: str, realtime: bool, dete
     win.loop_check.setChecked(False)
     win.set_realtime(realtime)
     win.detect_check.setChecked(detect)  # multi-subject row: detector + one batched CPM call per frame
+    if not paint:  # diagnosis row: the whole pipeline with the views drawing nothing
+        for v in win.views.values():
+            v.show_pose = lambda pose: None
     win.show()
     for _ in range(20):
         app.processEvents()
@@ -122,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         file_fps, size = r.fps, f"{r.width}x{r.height}"
     bare = bare_fps(est, video, args.frames)
     every = gui_run(est, video, args.frames, args.view, realtime=False)
+    unpainted = gui_run(est, video, args.frames, args.view, realtime=False, paint=False)
     live = gui_run(est, video, args.frames, args.view, realtime=True)
     multi = gui_run(est, Path(args.multi_video), args.frames, args.view, realtime=False, detect=True)
 
@@ -132,10 +139,12 @@ def main(argv: list[str] | None = None) -> int:
           "| max stall ms |")
     print("|---|---|---|---|---|---|---|---|---|")
     print(f"| bare model (decode + predict) | {bare:.1f} | 100% | {args.frames} | 0 | – | – | – | – |")
-    for name, r in (("GUI, every frame", every), ("GUI, real time", live),
+    for name, r in (("GUI, every frame", every), ("GUI, every frame, views draw nothing (diagnosis)", unpainted),
+                    ("GUI, real time", live),
                     (f"GUI, every frame, detector + subjects ({Path(args.multi_video).name})", multi)):
+        paints = "–" if r is unpainted else f"{r['painted_fps']:.1f}"
         print(f"| {name} | {r['fps']:.1f} | {100 * r['fps'] / bare:.0f}% | {r['shown']} | {r['dropped']} | "
-              f"{r['painted_fps']:.1f} | {r['p99']:.1f} | {r['p99_steady']:.1f} | {r['max']:.1f} |")
+              f"{paints} | {r['p99']:.1f} | {r['p99_steady']:.1f} | {r['max']:.1f} |")
     ok_fps = every["fps"] >= 0.9 * bare
     ok_stall = max(every["p99"], live["p99"]) < 20.0
     print(f"targets: GUI >= 90% of bare fps: {'met' if ok_fps else 'MISSED'}; p99 stall < 20 ms: "
