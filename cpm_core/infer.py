@@ -126,7 +126,7 @@ def _flush_detected(multi, batch: list, kind: str, path: Path, args, writers: _W
 
 
 def _process(estimator, path: Path, args, out_dir: Path | None, results: list, errors: list[str],
-             multi=None) -> None:
+             multi=None, follower: UprightFollower | None = None) -> None:
     kind = classify(path)
     if multi is not None:
         multi.reset()  # identities and smoothing belong to one source
@@ -139,7 +139,10 @@ def _process(estimator, path: Path, args, out_dir: Path | None, results: list, e
     bar = ProgressBar(total, label=path.name) if kind != "image" else None
     writers = _Writers(out_dir, path, kind, fps)
     skel = estimator.card.skeleton
-    follower = UprightFollower(estimator)  # an upright model follows a video's subject; each image is searched
+    # An upright model follows a video's subject; each image is searched afresh. One follower (and one palm
+    # detector) serves every input.
+    follower = follower or UprightFollower(estimator)
+    follower.reset()
     batch: list[tuple[int, str, np.ndarray]] = []
     ok = False
 
@@ -227,10 +230,11 @@ def run(args: argparse.Namespace) -> int:
         out_dir.mkdir(parents=True, exist_ok=True)
     results: list[dict] = []
     errors: list[str] = []
+    follower = UprightFollower(estimator)
     for raw in args.paths:
         path = Path(raw)
         try:
-            _process(estimator, path, args, out_dir, results, errors, multi)
+            _process(estimator, path, args, out_dir, results, errors, multi, follower)
         except SourceError as exc:
             errors.append(str(exc))
             print(f"cpm infer: {exc}", file=sys.stderr)

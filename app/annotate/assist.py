@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from PySide6.QtCore import QThread, Signal
 
-from cpm_core.orientation import default_palm_detector, model_orientation, search_upright
+from cpm_core.orientation import UprightFollower
 
 
 class PredictionWorker(QThread):
@@ -27,8 +27,7 @@ class PredictionWorker(QThread):
     def __init__(self, estimator, jobs: list[tuple[int, Path]], lock: threading.Lock | None = None, parent=None):
         super().__init__(parent)
         self.estimator = estimator
-        self.upright = model_orientation(estimator.card) == "upright"  # search each frame's hand angle
-        self.palm = default_palm_detector() if self.upright else None  # angle and side from the palm, if found
+        self.follower = UprightFollower(estimator)  # upright models: each frame's hand angle and side found afresh
         self.jobs = list(jobs)
         self.lock = lock or threading.Lock()
         self._cancel = threading.Event()
@@ -52,8 +51,8 @@ class PredictionWorker(QThread):
             else:
                 try:
                     with self.lock:
-                        est = self.estimator
-                        result = search_upright(est, frame, palm=self.palm) if self.upright else est.predict(frame)
+                        self.follower.reset()
+                        result = self.follower.predict(frame)
                 except Exception as exc:  # noqa: BLE001 - any model failure becomes a message, the GUI lives on
                     self.failed.emit(f"prediction failed on {Path(path).name}: {exc}")
                     break
