@@ -4,6 +4,9 @@ The capture thread drops each frame into a one-slot mailbox; a frame the model h
 (counted as dropped) rather than queued, so a slow model shows fewer frames but never falls behind the video.
 Everything per frame that is not drawing happens here too: the self-tracking crop, Kalman smoothing, the
 colour conversion and per-stage reductions the views need, and recording. The GUI thread only draws.
+That per-frame work after the model runs on a second thread (`InferencePost`), in frame order, so the model
+thread starts the next frame as soon as its pose is known: on 2 cores the model thread then waits for nothing
+but the model, and the pipeline keeps up with the bare model (bench/pipeline.py).
 With detection on, the worker runs `cpm_core.detection.MultiPoseEstimator` instead (detector, one batched CPM
 call over all subjects' crops, identity tracking), so several subjects anywhere in the frame get poses.
 """
@@ -11,6 +14,7 @@ call over all subjects' crops, identity tracking), so several subjects anywhere 
 from __future__ import annotations
 
 import dataclasses
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -154,6 +158,10 @@ class InferenceWorker(QThread):
         self.captured = 0
         self.dropped = 0
         self.processed = 0
+        # Post-processing jobs (closures) for the InferencePost thread, in frame order; bounded so a stalled
+        # post thread holds the model back instead of queueing frames without end.
+        self._post_jobs: queue.Queue = queue.Queue(maxsize=4)
+        self._post_pending = 0  # jobs queued or running (under _cond): idle() waits for them
 
     # --- any thread ---
     @property
@@ -176,7 +184,8 @@ class InferenceWorker(QThread):
 
     def idle(self) -> bool:
         with self._cond:
-            return self._pending is None and not self._busy and self._model_request is None
+            return (self._pending is None and not self._busy and self._model_request is None
+                    and self._post_pending == 0)
 
     def clear(self) -> None:
         """Forget a waiting frame and the last one (the source changed)."""
@@ -266,7 +275,37 @@ class InferenceWorker(QThread):
         self.modelLoaded.emit(estimator)
 
     def run(self) -> None:
+        post = threading.Thread(target=self._post_loop, name="InferencePost", daemon=True)
+        post.start()
+        try:
+            self._run_loop()
+        finally:
+            self._post_jobs.put(None)  # every queued frame is still finished (recorded, emitted) first
+            post.join()
+
+    def _post(self, job: Callable[[], None]) -> None:
+        with self._cond:
+            self._post_pending += 1
+        self._post_jobs.put(job)  # outside the lock: blocks only while the post thread is 4 frames behind
+
+    def _post_loop(self) -> None:
+        while (job := self._post_jobs.get()) is not None:
+            try:
+                job()
+            except Exception as exc:  # noqa: BLE001 - one bad frame's bookkeeping must not end the thread
+                self.frameFailed.emit(f"post-processing: {type(exc).__name__}: {exc}".splitlines()[0])
+            finally:
+                with self._cond:
+                    self._post_pending -= 1
+                    self._cond.notify_all()
+
+    def _reset_smoother(self) -> None:
+        with self._cond:
+            self._smoother.reset()
+
+    def _run_loop(self) -> None:
         while True:
+            restart = False
             with self._cond:
                 while not (self._stop or self._model_request or (self._pending and self._estimator)):
                     self._cond.wait(0.5)
@@ -280,8 +319,8 @@ class InferenceWorker(QThread):
                     packet, self._pending = self._pending, None
                     self._busy = True
                     estimator = self._estimator
-                    if self._reset or packet.restart:
-                        self._smoother.reset()
+                    restart = self._reset or packet.restart
+                    if restart:
                         self._tracker.reset()
                         if self._follower is not None:
                             self._follower.reset()
@@ -289,6 +328,8 @@ class InferenceWorker(QThread):
                             self._multi.reset()  # new source or seek: ids start again at 1
                         self._reset = False
                 self._cond.notify_all()  # wakes a capture thread waiting for the slot
+            if restart:
+                self._post(self._reset_smoother)  # in order with the earlier frames still being finished
             try:
                 if request:
                     self._load(request)
@@ -366,7 +407,7 @@ class InferenceWorker(QThread):
             latency_ms=(time.perf_counter() - packet.captured_at) * 1e3, captured=self.captured,
             dropped=self.dropped, processed=self.processed, timings=timings, detecting=True, subjects=subjects,
             detector=multi.detector.name)
-        self._emit(packet, pose)
+        self._post(lambda: self._emit(packet, pose))  # in order with the single-subject frames
 
     def _emit(self, packet: FramePacket, pose: PoseFrame) -> None:
         with self._cond:
@@ -398,6 +439,15 @@ class InferenceWorker(QThread):
         lost = False
         if tracking:
             lost = not self._tracker.update(result)
+        self.processed += 1
+        counts = (self.captured, self.dropped, self.processed)
+        state = (self._kalman, tracking, lost, self._tracker.score)
+        self._post(lambda: self._finish(packet, estimator, result, counts, state, t0))
+
+    def _finish(self, packet: FramePacket, estimator: PoseEstimator, result: PoseResult,
+                counts: tuple[int, int, int], state: tuple[bool, bool, bool, float], t0: float) -> None:
+        """The InferencePost half of a frame: smoothing, what the views need, recording, emission."""
+        kalman, tracking, lost, score = state
         raw = result.keypoints
         with self._cond:
             smoothed = self._smoother.update(raw)
@@ -405,15 +455,15 @@ class InferenceWorker(QThread):
         joint_maps = np.nan_to_num(result.heatmaps[..., :j], nan=0.0)
         stage_max = joint_maps.max(axis=-1)
         peaks = joint_maps.max(axis=(-3, -2))  # (stages, J)
-        bgra = cv2.cvtColor(frame, cv2.COLOR_BGR2BGRA)
+        bgra = cv2.cvtColor(packet.frame, cv2.COLOR_BGR2BGRA)
         timings = dict(result.timings)
         timings["worker"] = (time.perf_counter() - t0) * 1e3
-        self.processed += 1
+        captured, dropped, processed = counts
         pose = PoseFrame(
             index=packet.index, generation=packet.generation, bgra=bgra, result=result,
             skeleton=estimator.card.skeleton, raw=raw, smoothed=smoothed,
-            kalman=self._kalman, crop=result.crop.box, tracking=tracking, tracker_lost=lost,
-            tracker_score=self._tracker.score, stage_max=stage_max, stage_conf=peaks.mean(axis=-1),
+            kalman=kalman, crop=result.crop.box, tracking=tracking, tracker_lost=lost,
+            tracker_score=score, stage_max=stage_max, stage_conf=peaks.mean(axis=-1),
             joint_peaks=peaks[-1], latency_ms=(time.perf_counter() - packet.captured_at) * 1e3,
-            captured=self.captured, dropped=self.dropped, processed=self.processed, timings=timings)
+            captured=captured, dropped=dropped, processed=processed, timings=timings)
         self._emit(packet, pose)

@@ -57,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from app.main_window import MainWindow
     from cpm_core.estimator import PoseEstimator
+    from cpm_core.runtime import configure_pipeline_threads
 
+    configure_pipeline_threads()  # before the model is built: TensorFlow fixes its pools on first use
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setOrganizationName("CPM Studio")
     app.setApplicationName("cpm-studio")

@@ -117,11 +117,17 @@ def main(argv: list[str] | None = None) -> int:
     two_hands = SHARED_VIDEO.with_name("mediapipe_gesture_test_video.mp4")
     p.add_argument("--multi-video", default=str(two_hands if two_hands.exists() else sample),
                    help="video for the multi-subject row (palm detector in front of the CPM)")
+    p.add_argument("--threads", choices=("app", "default"), default="app",
+                   help="app: the thread budget cpm-studio uses (cpm_core/runtime.py); default: TensorFlow's and "
+                        "OpenCV's own (one thread per core each)")
     args = p.parse_args(argv)
 
     from cpm_core.estimator import PoseEstimator
+    from cpm_core.runtime import configure_pipeline_threads
     from cpm_core.sources import VideoReader
 
+    # The app's thread budget (cpm-studio sets it at start), for the bare row too: it is faster that way as well.
+    threads = configure_pipeline_threads() if args.threads == "app" else None
     est = PoseEstimator.from_path(args.model) if args.model else PoseEstimator.default()
     video = Path(args.video)
     with VideoReader(video) as r:
@@ -135,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {describe_machine()}")
     print(f"model: {est.card.name} ({est.spec.input_size}px, {est.spec.stages} stages); video: {video.name} "
           f"{size} @ {file_fps:.0f} fps; view: {args.view}; frames: {args.frames}")
+    print("threads: " + ("TensorFlow and OpenCV defaults" if threads is None else
+                         f"TensorFlow {threads['tf_intra_op']} intra-op / {threads['tf_inter_op']} inter-op, "
+                         f"OpenCV {threads['opencv']} (the app's budget)"))
     print("| run | frames/s | vs bare | frames | dropped | paints/s | p99 GUI stall ms | p99 after 1st s "
           "| max stall ms |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -95,20 +95,28 @@ class CropTransform:
         if frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f"expected an (H, W, 3) colour frame, got shape {frame.shape}")
         scale = self.size / self.box.side
-        src = frame
-        pre = 1.0
-        if scale < 0.5:
-            pre = min(1.0, 2.0 * scale)
-            h, w = frame.shape[:2]
-            nw, nh = max(1, round(w * pre)), max(1, round(h * pre))
-            src = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA)
-            pre_x, pre_y = nw / w, nh / h
         m = self.matrix
-        if src is not frame:
-            # Compose with the pre-resize: frame pixel x -> resized (x + 0.5) * f - 0.5.
-            pre_m = np.array([[pre_x, 0, 0.5 * pre_x - 0.5], [0, pre_y, 0.5 * pre_y - 0.5], [0, 0, 1]])
-            m = np.vstack([m, [0, 0, 1]]) @ np.linalg.inv(pre_m)
-            m = m[:2]
+        if scale < 0.5:
+            # Only the part of the frame under the (rotated) box is area-reduced: resizing a whole 720-pixel
+            # frame for a 300-pixel hand cost 2 ms a frame, five times the work that matters.
+            h, w = frame.shape[:2]
+            pre = min(1.0, 2.0 * scale)
+            pad = int(math.ceil(2.0 / pre)) + 1  # two reduced pixels: bilinear sampling never meets the edge
+            (x0, y0), (x1, y1) = self.box.corners().min(axis=0), self.box.corners().max(axis=0)
+            x0, y0 = max(0, int(math.floor(x0)) - pad), max(0, int(math.floor(y0)) - pad)
+            x1, y1 = min(w, int(math.ceil(x1)) + pad + 1), min(h, int(math.ceil(y1)) + pad + 1)
+            if x1 <= x0 or y1 <= y0:  # the box lies wholly outside the frame: all padding
+                return np.full((self.size, self.size, 3), PAD_VALUE, np.uint8)
+            roi = frame[y0:y1, x0:x1]
+            rw, rh = roi.shape[1], roi.shape[0]
+            nw, nh = max(1, round(rw * pre)), max(1, round(rh * pre))
+            src = cv2.resize(roi, (nw, nh), interpolation=cv2.INTER_AREA)
+            fx, fy = nw / rw, nh / rh
+            # Frame pixel x -> ROI x - x0 -> resized (x - x0 + 0.5) * f - 0.5; compose with the crop's map.
+            pre_m = np.array([[fx, 0, (0.5 - x0) * fx - 0.5], [0, fy, (0.5 - y0) * fy - 0.5], [0, 0, 1]])
+            m = (np.vstack([m, [0, 0, 1]]) @ np.linalg.inv(pre_m))[:2]
+        else:
+            src = frame
         return cv2.warpAffine(src, m, (self.size, self.size), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=(PAD_VALUE,) * 3)
 

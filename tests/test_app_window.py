@@ -100,6 +100,39 @@ def test_worker_keeps_only_newest_frame_under_slow_model(qtbot, estimator):
     assert results[-1].index == 29  # the newest frame always wins
 
 
+def test_post_processing_runs_beside_the_model_in_frame_order(qtbot, estimator):
+    """Smoothing, reductions and emission run on the InferencePost thread: results still arrive in frame order,
+    every frame is finished before the worker reports idle, and a failing post step is reported, not fatal."""
+    worker = InferenceWorker(estimator)
+    finish, failed = worker._finish, []
+
+    def slow_finish(packet, *args):
+        if packet.index == 3:
+            raise ValueError("broken bookkeeping")
+        time.sleep(0.03)  # slower than the tiny model: jobs queue up behind it
+        finish(packet, *args)
+
+    worker._finish = slow_finish
+    results = []
+    worker.resultReady.connect(results.append)
+    worker.frameFailed.connect(failed.append)
+    worker.start()
+    try:
+        frame = np.full((64, 64, 3), 90, np.uint8)
+        for i in range(10):
+            assert worker.wait_for_slot(5.0)
+            worker.submit(FramePacket(i, frame, time.perf_counter(), restart=i == 0))
+        assert not worker.idle() or len(results) == 9
+        qtbot.waitUntil(worker.idle, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: len(results) == 9, timeout=WAIT_MS)
+    finally:
+        worker.stop()
+        worker.wait(5000)
+    assert [r.index for r in results] == [0, 1, 2, 4, 5, 6, 7, 8, 9]
+    assert [r.processed for r in results] == [1, 2, 3, 5, 6, 7, 8, 9, 10]
+    assert len(failed) == 1 and "broken bookkeeping" in failed[0]
+
+
 def test_slow_model_drops_frames_in_the_app_but_playback_keeps_time(qtbot, window, estimator):
     window.worker.set_estimator(SlowEstimator(estimator, delay=0.2))
     window.loop_check.setChecked(False)

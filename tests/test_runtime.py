@@ -1,0 +1,39 @@
+"""Thread budgets for the app's pipeline (cpm_core/runtime.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cpm_core.runtime import pipeline_thread_budget
+
+
+@pytest.mark.parametrize("cores,model", [(1, 1), (2, 1), (4, 3), (16, 15)])
+def test_the_model_gets_every_core_but_one(cores, model):
+    budget = pipeline_thread_budget(cores)
+    assert budget["tf_intra_op"] == model
+    assert budget["opencv"] >= 1 and budget["tf_inter_op"] >= 1
+
+
+def test_budget_reaches_tensorflow_and_opencv_in_a_fresh_process_and_env_wins():
+    """TensorFlow takes thread settings only before its first op: a fresh process shows they are applied, and a
+    user's TF_NUM_INTRAOP_THREADS / CPM_OPENCV_THREADS override the budget."""
+    code = ("import json, cv2, tensorflow as tf\n"
+            "from cpm_core.runtime import configure_pipeline_threads\n"
+            "b = configure_pipeline_threads(cores=4)\n"
+            "tf.constant(1.0) + 1.0\n"
+            "late = configure_pipeline_threads(cores=2)\n"
+            "print(json.dumps({'b': b, 'intra': tf.config.threading.get_intra_op_parallelism_threads(),\n"
+            "                  'cv': cv2.getNumThreads(), 'late': late['tf_applied']}))\n")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CPM_OPENCV_THREADS="2")
+    env.pop("TF_NUM_INTRAOP_THREADS", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["b"]["tf_applied"] is True and got["intra"] == 3
+    assert got["cv"] == 2 and got["b"]["opencv"] == 2
+    assert got["late"] is False  # after the first op TensorFlow keeps its pools, and says so
