@@ -102,9 +102,9 @@ def test_tracker_side_grows_with_joint_extent_and_score():
     assert tr.next_crop((720, 720, 3)).side == pytest.approx(600.0)
 
 
-def test_one_block_filter_equals_a_filterpy_filter_per_joint():
-    """The smoother keeps all joints in one block-diagonal filter; it must give exactly what independent
-    per-joint constant-velocity filters give, missing joints and first sightings included."""
+def test_shared_cohort_filters_equal_a_filterpy_filter_per_joint():
+    """The smoother shares one filter's covariance among joints with the same history; it must give exactly
+    what independent per-joint constant-velocity filters give, missing joints and first sightings included."""
     from filterpy.kalman import KalmanFilter
 
     def joint_filter(z):
@@ -124,6 +124,10 @@ def test_one_block_filter_equals_a_filterpy_filter_per_joint():
             kp[1, :2] = np.nan  # drops out for four frames
         if t < 6:
             kp[4, :2] = np.nan  # first seen late
+        if t == 20:  # the GUI's noise slider moves mid-stream
+            smoother.process_noise = 0.2
+            for f in filters:
+                f.Q = np.eye(4) * 0.2
         expected = kp.copy()
         for j in range(5):
             z = kp[j, :2]

@@ -210,3 +210,19 @@ def test_weight_average_is_what_gets_exported(tmp_path):
     got = [v.numpy() for v in exported.trainable_variables]
     assert all(np.allclose(g, a, atol=1e-6) for g, a in zip(got, averages))
     assert not all(np.allclose(g, r, atol=1e-6) for g, r in zip(got, raw))
+
+
+def test_random_erasing_paints_one_rectangle_of_the_asked_size():
+    from training.data import _erase_rectangle
+
+    tf.random.set_seed(3)
+    sides = []
+    for _ in range(20):
+        out = _erase_rectangle(tf.zeros([100, 100, 3]), 0.4).numpy()
+        painted = out.max(axis=-1) > 0
+        ys, xs = np.nonzero(painted)
+        h, w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+        assert painted.sum() == h * w  # one solid axis-aligned rectangle
+        assert np.unique(out[painted].reshape(-1, 3), axis=0).shape[0] == 1  # in one colour
+        sides += [h, w]
+    assert 10 <= min(sides) and max(sides) <= 40 and max(sides) > 25

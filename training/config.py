@@ -69,6 +69,8 @@ class AugmentConfig:
     low_res: float = 0.5  # probability of a down-and-up resize: small, blurry subjects look like that
     low_res_min: float = 0.3  # smallest down-scale factor of that resize
     noise: float = 4.0  # max standard deviation of added pixel noise (0-255 scale)
+    erase: float = 0.0  # probability of painting over a random rectangle (random erasing): joints stay labelled
+    erase_size: float = 0.4  # largest side of that rectangle as a fraction of the crop side (smallest: a tenth)
 
 
 @dataclass
