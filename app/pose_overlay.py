@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtCore import QLineF, QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QPainter, QPen
 
 from cpm_core.skeleton import Skeleton
@@ -64,22 +64,25 @@ class PoseItem(pg.GraphicsObject):
     def paint(self, painter: QPainter, *args) -> None:
         if not self._ok.any():
             return
-        tr = painter.transform()
-        pts = [tr.map(QPointF(x, y)) for x, y in self._kp[:, :2]] if len(self._kp) else []
+        # Joints to device pixels with one matrix product rather than a QTransform.map call each: this paint runs
+        # at the screen's rate and every Python-to-Qt call holds the interpreter the model thread needs.
+        t = painter.transform()
+        dev = (self._kp[:, :2] @ np.array([[t.m11(), t.m12()], [t.m21(), t.m22()]]) + [t.dx(), t.dy()]).tolist()
+        ok = self._ok.tolist()
+        conf = np.clip(np.nan_to_num(self._kp[:, 2]), 0.0, 1.0)
+        buckets, radii = np.rint(conf * 10).astype(int).tolist(), (3.0 + 4.0 * conf).tolist()
         painter.save()
         painter.resetTransform()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        ok = self._ok
         for (a, b), pen in zip(self.skeleton.limbs, self._pens):
             if ok[a] and ok[b]:
                 painter.setPen(pen)
-                painter.drawLine(pts[a], pts[b])
+                painter.drawLine(QLineF(dev[a][0], dev[a][1], dev[b][0], dev[b][1]))
         painter.setPen(self._outline)
-        for j in np.flatnonzero(ok):
-            c = float(np.clip(self._kp[j, 2], 0.0, 1.0))
-            painter.setBrush(self._brushes[round(c * 10)])
-            r = 3.0 + 4.0 * c
-            painter.drawEllipse(pts[j], r, r)
+        for j, seen in enumerate(ok):
+            if seen:
+                painter.setBrush(self._brushes[buckets[j]])
+                painter.drawEllipse(QPointF(dev[j][0], dev[j][1]), radii[j], radii[j])
         painter.restore()
 
 
