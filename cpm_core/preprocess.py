@@ -97,23 +97,23 @@ class CropTransform:
         scale = self.size / self.box.side
         m = self.matrix
         if scale < 0.5:
-            # Only the part of the frame under the (rotated) box is area-reduced: resizing a whole 720-pixel
-            # frame for a 300-pixel hand cost 2 ms a frame, five times the work that matters.
+            # Only the part of the frame under the (rotated) box is reduced, by a whole factor k (OpenCV's area
+            # filter has a fast path for those: 0.1 ms against 1.6 ms for a fractional factor on a 600-pixel
+            # region), chosen so the warp that follows shrinks at most 2x more: no aliasing of fine detail.
             h, w = frame.shape[:2]
-            pre = min(1.0, 2.0 * scale)
-            pad = int(math.ceil(2.0 / pre)) + 1  # two reduced pixels: bilinear sampling never meets the edge
+            k = max(2, math.ceil(0.5 / scale))
+            pad = 2 * k + 1  # two reduced pixels: bilinear sampling never meets the region's edge
             (x0, y0), (x1, y1) = self.box.corners().min(axis=0), self.box.corners().max(axis=0)
             x0, y0 = max(0, int(math.floor(x0)) - pad), max(0, int(math.floor(y0)) - pad)
             x1, y1 = min(w, int(math.ceil(x1)) + pad + 1), min(h, int(math.ceil(y1)) + pad + 1)
+            x1, y1 = x0 + (x1 - x0) // k * k, y0 + (y1 - y0) // k * k  # whole blocks of k x k pixels
             if x1 <= x0 or y1 <= y0:  # the box lies wholly outside the frame: all padding
                 return np.full((self.size, self.size, 3), PAD_VALUE, np.uint8)
             roi = frame[y0:y1, x0:x1]
-            rw, rh = roi.shape[1], roi.shape[0]
-            nw, nh = max(1, round(rw * pre)), max(1, round(rh * pre))
-            src = cv2.resize(roi, (nw, nh), interpolation=cv2.INTER_AREA)
-            fx, fy = nw / rw, nh / rh
-            # Frame pixel x -> ROI x - x0 -> resized (x - x0 + 0.5) * f - 0.5; compose with the crop's map.
-            pre_m = np.array([[fx, 0, (0.5 - x0) * fx - 0.5], [0, fy, (0.5 - y0) * fy - 0.5], [0, 0, 1]])
+            src = cv2.resize(roi, ((x1 - x0) // k, (y1 - y0) // k), interpolation=cv2.INTER_AREA)
+            f = 1.0 / k
+            # Frame pixel x -> ROI x - x0 -> reduced (x - x0 + 0.5) / k - 0.5; compose with the crop's map.
+            pre_m = np.array([[f, 0, (0.5 - x0) * f - 0.5], [0, f, (0.5 - y0) * f - 0.5], [0, 0, 1]])
             m = (np.vstack([m, [0, 0, 1]]) @ np.linalg.inv(pre_m))[:2]
         else:
             src = frame
