@@ -65,6 +65,30 @@ def test_eval_writes_outputs_consistent_with_metrics(trained_model, tmp_path):
     assert curve[20] == pytest.approx(result["pck"])  # threshold 0.20
 
 
+def test_update_card_writes_what_eval_measured(trained_model, tmp_path):
+    """`--update-card` re-measures the card: afterwards the card's headline equals what `cpm eval` prints, the
+    write is atomic (a whole card), and a non-folder model is refused without touching anything."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(trained_model, model)
+    card_path = model / "card.json"
+    card = json.loads(card_path.read_text())
+    card["metrics"]["pck@0.2"] = 0.123  # stale
+    card_path.write_text(json.dumps(card))
+    res = cpm("eval", str(model), str(TINY_COCO), "--precision", "float32", "--update-card")
+    assert res.returncode == 0, res.stderr[-2000:]
+    printed = float([line.split()[1] for line in res.stdout.splitlines() if line.startswith("mean")][0])
+    after = json.loads(card_path.read_text())
+    assert after["metrics"]["pck@0.2"] == pytest.approx(printed, abs=1e-4) != 0.123
+    assert set(after["metrics"]["pck_per_joint"]) == set(HAND_21.joints)
+    assert after["metrics"]["evaluations"]["headline"]["dataset"] == str(TINY_COCO)
+    assert after["spec"] == card["spec"] and after["skeleton"] == card["skeleton"]  # nothing else changed
+    before = card_path.read_text()
+    res = cpm("eval", str(model / "weights.weights.h5"), str(TINY_COCO), "--update-card")
+    assert res.returncode != 0 and card_path.read_text() == before
+
+
 def test_eval_numbers_are_cpm_core_metrics(tmp_path):
     """An untrained model, evaluated in-process: the reported numbers are cpm_core.metrics on the predictions
     mapped back to image pixels."""

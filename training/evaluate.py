@@ -171,6 +171,53 @@ def evaluate(model_path: str | Path, dataset_path: str | Path, margin: float | N
     return result
 
 
+CARD_KEYS = {  # which card metrics an evaluation replaces, by how crops were turned
+    "label": ("pck@0.2_label_angle", "pck_per_joint_label_angle"),
+    "search": ("pck@0.2_model_alone", None),
+}
+
+
+def update_card(model_path: str | Path, result: dict, default_orientation: bool) -> Path:
+    """Write an evaluation into the model card (atomically): the headline PCK, per-joint PCK and EPE when the
+    crops were turned the way the model is used (`default_orientation`), else the oracle / model-alone keys.
+
+    Why: the card is what `cpm eval` is checked against and what the app shows; after a change to the pipeline
+    (cropping, orientation) its numbers are re-measured, not edited by hand."""
+    import math
+
+    from cpm_core.atomic_io import atomic_write_text
+    from cpm_core.model_card import ModelCard
+    from cpm_core.weights.own_format import CARD_FILE
+
+    folder = Path(model_path)
+    card_path = folder / CARD_FILE if folder.is_dir() else folder
+    if card_path.name != CARD_FILE or not card_path.exists():
+        raise ValueError(f"{model_path}: --update-card needs a CPM Studio model folder (with {CARD_FILE})")
+    card = ModelCard.read(card_path)
+    per_joint = {r["joint"]: (None if r["pck"] is None or not math.isfinite(r["pck"]) else round(r["pck"], 4))
+                 for r in result["per_joint"]}
+    m = card.metrics
+    if default_orientation:
+        m["pck@0.2"] = round(result["pck"], 4)
+        m["pck_per_joint"] = per_joint
+        m["epe_px"] = None if result["epe_px"] is None else round(result["epe_px"], 2)
+        m["val_subjects"] = result["subjects"]
+        if result.get("orientation") not in (None, "none"):
+            m["orientation"] = result["orientation"]
+    else:
+        if result["orientation"] not in CARD_KEYS:
+            raise ValueError(f"orientation {result['orientation']!r} has no place in the card")
+        key, joints_key = CARD_KEYS[result["orientation"]]
+        m[key] = round(result["pck"], 4)
+        if joints_key:
+            m[joints_key] = per_joint
+    m.setdefault("evaluations", {})[result["orientation"] if not default_orientation else "headline"] = {
+        "dataset": str(result["dataset"]), "pck@0.2": round(result["pck"], 4), "margin": result["margin"],
+        "precision": result["precision"]}
+    atomic_write_text(card_path, card.to_json())
+    return card_path
+
+
 def format_table(result: dict) -> str:
     lines = [f"{'joint':<16} {'PCK@' + format(result['threshold'], 'g'):>8} {'EPE px':>8} {'n':>5}"]
     for row in result["per_joint"]:
@@ -202,6 +249,9 @@ def register(subparsers) -> None:
                         "upright ones, else none), palm (the palm detector's keypoints, search where it finds "
                         "none), search (the model alone), label (the labels: an oracle, for diagnosis), none "
                         "(axis-aligned)")
+    p.add_argument("--update-card", action="store_true",
+                   help="write the result into the model card (headline PCK with the default orientation, else "
+                        "the label-angle or model-alone numbers); for re-measuring after a pipeline change")
     p.set_defaults(func=run)
 
 
@@ -213,6 +263,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"cpm eval: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return 1
     print(format_table(result))
+    if args.update_card:
+        try:
+            path = update_card(args.model, result, default_orientation=args.orientation == "auto")
+        except (OSError, ValueError) as exc:
+            print(f"cpm eval: cannot update the card: {exc}", file=sys.stderr)
+            return 1
+        print(f"updated {path}")
     if args.out:
         for path in write_outputs(result, Path(args.out)):
             print(f"wrote {path}")
