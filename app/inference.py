@@ -162,6 +162,7 @@ class InferenceWorker(QThread):
         # post thread holds the model back instead of queueing frames without end.
         self._post_jobs: queue.Queue = queue.Queue(maxsize=4)
         self._post_pending = 0  # jobs queued or running (under _cond): idle() waits for them
+        self._prepare = estimator is not None  # warm the follower up before the first frame arrives
 
     # --- any thread ---
     @property
@@ -185,7 +186,7 @@ class InferenceWorker(QThread):
     def idle(self) -> bool:
         with self._cond:
             return (self._pending is None and not self._busy and self._model_request is None
-                    and self._post_pending == 0)
+                    and self._post_pending == 0 and not self._prepare)
 
     def clear(self) -> None:
         """Forget a waiting frame and the last one (the source changed)."""
@@ -198,6 +199,7 @@ class InferenceWorker(QThread):
         with self._cond:
             self._estimator = estimator
             self._reset = True
+            self._prepare = True
             if self._pending is None and self._last is not None:
                 self._pending = self._last  # show the current frame through the new model
             self._cond.notify_all()
@@ -307,10 +309,31 @@ class InferenceWorker(QThread):
         while True:
             restart = False
             with self._cond:
-                while not (self._stop or self._model_request or (self._pending and self._estimator)):
+                while not (self._stop or self._model_request or (self._pending and self._estimator)
+                           or (self._prepare and self._estimator)):
                     self._cond.wait(0.5)
                 if self._stop:
                     return
+                prepare = bool(self._prepare and self._pending is None and not self._model_request)
+                if prepare:
+                    self._prepare, estimator = False, self._estimator
+                    self._busy = True
+            if prepare:
+                try:
+                    if isinstance(estimator, PoseEstimator):  # stand-ins (tests' slow models) need none
+                        self._follower_for(estimator).warm_up()
+                except Exception as exc:  # noqa: BLE001 - a model that fails here fails visibly on the frame
+                    self.frameFailed.emit(f"warming the model up: {type(exc).__name__}: {exc}".splitlines()[0])
+                finally:
+                    with self._cond:
+                        self._busy = False
+                        self._cond.notify_all()
+                continue
+            with self._cond:
+                if self._stop:
+                    return
+                if not (self._model_request or (self._pending and self._estimator)):
+                    continue  # cleared meanwhile
                 request, self._model_request = self._model_request, None
                 if request:
                     self._busy = True
@@ -318,6 +341,7 @@ class InferenceWorker(QThread):
                 else:
                     packet, self._pending = self._pending, None
                     self._busy = True
+                    self._prepare = False  # this frame pays for any warming up itself
                     estimator = self._estimator
                     restart = self._reset or packet.restart
                     if restart:

@@ -41,6 +41,7 @@ def bare_fps(estimator, video: Path, frames: int) -> float:
     from cpm_core.sources import VideoReader
 
     follower = UprightFollower(estimator)
+    follower.warm_up()  # what the app's worker does before the first frame
     with VideoReader(video) as reader:
         follower.predict(reader.read())  # warm
         reader.seek(0)
@@ -73,6 +74,10 @@ def gui_run(estimator, video: Path, frames: int, view: str, realtime: bool, dete
     win.show()
     for _ in range(20):
         app.processEvents()
+    deadline = time.perf_counter() + 60
+    while not win.worker.idle() and time.perf_counter() < deadline:  # the worker warms its model up first
+        app.processEvents()
+        time.sleep(0.01)
     beats: list[float] = []
     heart = QTimer()
     heart.setInterval(1)

@@ -221,6 +221,17 @@ class UprightFollower:
         self.angle = None
         self.box = None
 
+    def warm_up(self) -> None:
+        """Run every path once on a blank frame (the palm detector, the batched search graph, the single
+        graph), so a source's first frame does not pay for loading and tracing them (about 0.4 s here), then
+        forget the blank frame."""
+        s = self.estimator.spec.input_size
+        blank = np.full((2 * s, 2 * s, 3), 128, np.uint8)
+        if self.upright:
+            search_upright(self.estimator, blank, palm=self.palm)
+        self.estimator.run_raw(np.full((1, s, s, 3), 128, np.uint8))
+        self.reset()
+
     def predict(self, frame: np.ndarray, crop=None):
         est = self.estimator
         if not self.upright:

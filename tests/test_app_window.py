@@ -100,6 +100,23 @@ def test_worker_keeps_only_newest_frame_under_slow_model(qtbot, estimator):
     assert results[-1].index == 29  # the newest frame always wins
 
 
+def test_worker_warms_its_model_up_before_the_first_frame(qtbot, estimator):
+    """Loading the follower's helpers and tracing graphs happens when the worker starts (and on a new model),
+    not on a source's first frame; idle() waits for it, and a frame arriving first simply goes first."""
+    worker = InferenceWorker(estimator)
+    assert not worker.idle()  # warming up is pending
+    worker.start()
+    try:
+        qtbot.waitUntil(worker.idle, timeout=WAIT_MS)
+        assert worker._follower is not None and worker._follower.estimator is estimator
+        worker.set_estimator(estimator)
+        assert not worker.idle()
+        qtbot.waitUntil(worker.idle, timeout=WAIT_MS)
+    finally:
+        worker.stop()
+        worker.wait(5000)
+
+
 def test_post_processing_runs_beside_the_model_in_frame_order(qtbot, estimator):
     """Smoothing, reductions and emission run on the InferencePost thread: results still arrive in frame order,
     every frame is finished before the worker reports idle, and a failing post step is reported, not fatal."""

@@ -261,3 +261,19 @@ def test_a_guessed_side_is_checked_again_sooner_than_one_the_palm_gave(monkeypat
         assert kinds == ["palm"] + ["followed"] * 11 and follower.searches == 1
     else:
         assert kinds == (["search"] + ["followed"] * 5) * 2 and follower.searches == 2
+
+
+def test_warm_up_runs_every_path_once_and_forgets_it():
+    """The app's worker warms its follower before a source's first frame: the palm detector and both of the
+    estimator's graphs run once, and the follower starts the stream with a fresh search as if never used."""
+    from cpm_core.estimator import PoseEstimator
+
+    est = PoseEstimator.default(warm_up=False)
+    follower = UprightFollower(est)
+    follower.warm_up()
+    assert set(est._graphs) == {True, False}  # single and batched graphs traced
+    assert follower.angle is None and follower.box is None
+    import cv2
+
+    follower.predict(cv2.imread(os.path.join(FIXTURES, "media", "hand.jpg")))
+    assert follower.searches == 1  # the first real frame is searched, not followed from the blank one
