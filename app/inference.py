@@ -5,8 +5,8 @@ The capture thread drops each frame into a one-slot mailbox; a frame the model h
 Everything per frame that is not drawing happens here too: the self-tracking crop, Kalman smoothing, the
 colour conversion and per-stage reductions the views need, and recording. The GUI thread only draws.
 That per-frame work after the model runs on a second thread (`InferencePost`), in frame order, so the model
-thread starts the next frame as soon as its pose is known: on 2 cores the model thread then waits for nothing
-but the model, and the pipeline keeps up with the bare model (bench/pipeline.py).
+thread starts the next frame as soon as its pose is known (with the views drawing nothing, the pipeline then
+outruns the bare model, whose decoding does not overlap its model: bench/pipeline.py).
 With detection on, the worker runs `cpm_core.detection.MultiPoseEstimator` instead (detector, one batched CPM
 call over all subjects' crops, identity tracking), so several subjects anywhere in the frame get poses.
 """
@@ -308,41 +308,20 @@ class InferenceWorker(QThread):
     def _run_loop(self) -> None:
         while True:
             restart = False
+            request = packet = None
             with self._cond:
                 while not (self._stop or self._model_request or (self._pending and self._estimator)
                            or (self._prepare and self._estimator)):
                     self._cond.wait(0.5)
                 if self._stop:
                     return
-                prepare = bool(self._prepare and self._pending is None and not self._model_request)
-                if prepare:
-                    self._prepare, estimator = False, self._estimator
-                    self._busy = True
-            if prepare:
-                try:
-                    if isinstance(estimator, PoseEstimator):  # stand-ins (tests' slow models) need none
-                        self._follower_for(estimator).warm_up()
-                except Exception as exc:  # noqa: BLE001 - a model that fails here fails visibly on the frame
-                    self.frameFailed.emit(f"warming the model up: {type(exc).__name__}: {exc}".splitlines()[0])
-                finally:
-                    with self._cond:
-                        self._busy = False
-                        self._cond.notify_all()
-                continue
-            with self._cond:
-                if self._stop:
-                    return
-                if not (self._model_request or (self._pending and self._estimator)):
-                    continue  # cleared meanwhile
-                request, self._model_request = self._model_request, None
-                if request:
-                    self._busy = True
-                    packet = None
-                else:
+                self._busy = True
+                estimator = self._estimator
+                if self._model_request:
+                    request, self._model_request = self._model_request, None
+                elif self._pending is not None and estimator is not None:
                     packet, self._pending = self._pending, None
-                    self._busy = True
                     self._prepare = False  # this frame pays for any warming up itself
-                    estimator = self._estimator
                     restart = self._reset or packet.restart
                     if restart:
                         self._tracker.reset()
@@ -351,18 +330,31 @@ class InferenceWorker(QThread):
                         if self._multi is not None:
                             self._multi.reset()  # new source or seek: ids start again at 1
                         self._reset = False
+                else:  # only warming up was asked for
+                    self._prepare = False
                 self._cond.notify_all()  # wakes a capture thread waiting for the slot
             if restart:
                 self._post(self._reset_smoother)  # in order with the earlier frames still being finished
             try:
                 if request:
                     self._load(request)
-                else:
+                elif packet is not None:
                     self._process(packet, estimator)
+                else:
+                    self._warm_up(estimator)
             finally:
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
+
+    def _warm_up(self, estimator: PoseEstimator) -> None:
+        """Load and trace what a source's first frame would otherwise wait for (see UprightFollower.warm_up)."""
+        if not isinstance(estimator, PoseEstimator):  # stand-ins (tests' slow models) need none
+            return
+        try:
+            self._follower_for(estimator).warm_up()
+        except Exception as exc:  # noqa: BLE001 - a model that fails here is reported; frames then retry
+            self.frameFailed.emit(f"warming the model up: {type(exc).__name__}: {exc}".splitlines()[0])
 
     def _follower_for(self, estimator: PoseEstimator) -> UprightFollower:
         if self._follower is None or self._follower.estimator is not estimator:
