@@ -14,6 +14,8 @@ from cpm_core.preprocess import CropBox
 
 DEFAULT_PROCESS_NOISE = 0.03
 DEFAULT_MEASUREMENT_NOISE = 1.0
+F_CV = np.array([[1, 0, 1, 0], [0, 1, 0, 1], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=float)  # dt = 1 frame
+H_CV = np.array([[1, 0, 0, 0], [0, 1, 0, 0]], dtype=float)
 
 
 def _constant_velocity_filter(q: float, r: float) -> KalmanFilter:
@@ -24,10 +26,6 @@ def _constant_velocity_filter(q: float, r: float) -> KalmanFilter:
     kf.R = np.eye(2) * r
     kf.P = np.eye(4) * 10.0
     return kf
-
-
-F_CV = np.array([[1, 0, 1, 0], [0, 1, 0, 1], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=float)  # dt = 1 frame
-H_CV = np.array([[1, 0, 0, 0], [0, 1, 0, 0]], dtype=float)
 
 
 class _Cohort:
@@ -43,9 +41,7 @@ class _Cohort:
 
     def split(self, keep: np.ndarray) -> _Cohort | None:
         """Keep the members where `keep`; the rest leave as a new cohort with a copy of the filter."""
-        if keep.all():
-            return None
-        if not keep.any():
+        if keep.all() or not keep.any():
             return None
         other = _Cohort(_copy_filter(self.kf), self.members[~keep])
         self.members = self.members[keep]

@@ -211,9 +211,9 @@ def update_card(model_path: str | Path, result: dict, default_orientation: bool)
         m[key] = round(result["pck"], 4)
         if joints_key:
             m[joints_key] = per_joint
-    m.setdefault("evaluations", {})[result["orientation"] if not default_orientation else "headline"] = {
-        "dataset": str(result["dataset"]), "pck@0.2": round(result["pck"], 4), "margin": result["margin"],
-        "precision": result["precision"]}
+    which = "headline" if default_orientation else result["orientation"]
+    m.setdefault("evaluations", {})[which] = {"dataset": str(result["dataset"]), "pck@0.2": round(result["pck"], 4),
+                                              "margin": result["margin"], "precision": result["precision"]}
     atomic_write_text(card_path, card.to_json())
     return card_path
 
