@@ -57,9 +57,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from app.main_window import MainWindow
     from cpm_core.estimator import PoseEstimator
-    from cpm_core.runtime import configure_pipeline_threads
+    from cpm_core.runtime import card_gflops, configure_pipeline_threads
 
-    configure_pipeline_threads()  # before the model is built: TensorFlow fixes its pools on first use
+    # Before the model is built (TensorFlow fixes its pools on first use), sized for the model's cost.
+    configure_pipeline_threads(model_gflops=card_gflops(args.model))
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setOrganizationName("CPM Studio")
     app.setApplicationName("cpm-studio")

@@ -123,16 +123,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--multi-video", default=str(two_hands if two_hands.exists() else sample),
                    help="video for the multi-subject row (palm detector in front of the CPM)")
     p.add_argument("--threads", choices=("app", "default"), default="app",
-                   help="app: the thread budget cpm-studio uses (cpm_core/runtime.py); default: TensorFlow's and "
-                        "OpenCV's own (one thread per core each)")
+                   help="app: the thread budget cpm-studio uses for this model on this CPU (cpm_core/runtime.py); "
+                        "default: TensorFlow's and OpenCV's own (one thread per core each)")
     args = p.parse_args(argv)
 
     from cpm_core.estimator import PoseEstimator
-    from cpm_core.runtime import configure_pipeline_threads
+    from cpm_core.runtime import card_gflops, configure_pipeline_threads
     from cpm_core.sources import VideoReader
 
     # The app's thread budget (cpm-studio sets it at start), for the bare row too: it is faster that way as well.
-    threads = configure_pipeline_threads() if args.threads == "app" else None
+    threads = configure_pipeline_threads(model_gflops=card_gflops(args.model)) if args.threads == "app" else None
     est = PoseEstimator.from_path(args.model) if args.model else PoseEstimator.default()
     video = Path(args.video)
     with VideoReader(video) as r:
@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{size} @ {file_fps:.0f} fps; view: {args.view}; frames: {args.frames}")
     print("threads: " + ("TensorFlow and OpenCV defaults" if threads is None else
                          f"TensorFlow {threads['tf_intra_op']} intra-op / {threads['tf_inter_op']} inter-op, "
-                         f"OpenCV {threads['opencv']} (the app's budget)"))
+                         f"OpenCV {threads['opencv']} (the app's budget; model estimated at "
+                         f"{threads['model_ms_one_core']} ms a frame on one core)"))
     print("| run | frames/s | vs bare | frames | dropped | paints/s | p99 GUI stall ms | p99 after 1st s "
           "| max stall ms |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -37,3 +37,26 @@ def test_budget_reaches_tensorflow_and_opencv_in_a_fresh_process_and_env_wins():
     assert got["b"]["tf_applied"] is True and got["intra"] == 3
     assert got["cv"] == 2 and got["b"]["opencv"] == 2
     assert got["late"] is False  # after the first op TensorFlow keeps its pools, and says so
+
+
+def test_a_slow_model_gets_every_core_and_a_fast_one_leaves_one_to_the_gui():
+    from cpm_core.runtime import HEAVY_MODEL_MS
+
+    assert pipeline_thread_budget(2, model_ms=HEAVY_MODEL_MS * 4)["tf_intra_op"] == 2
+    assert pipeline_thread_budget(2, model_ms=HEAVY_MODEL_MS / 4)["tf_intra_op"] == 1
+    assert pipeline_thread_budget(8, model_ms=HEAVY_MODEL_MS)["tf_intra_op"] == 8
+
+
+def test_model_cost_estimate_follows_its_gflops_and_the_cpu():
+    """The probe measures this CPU; the estimate scales with the model's GFLOPs and drops where AMX runs
+    bfloat16. Cards give GFLOPs without building a model; weights without a card count as the port's big model."""
+    from cpm_core.runtime import card_gflops, estimate_model_ms, matmul_gflops_per_core
+    from cpm_core.spec import get_preset
+
+    rate = matmul_gflops_per_core(n=256)
+    assert rate > 0.1
+    slow = estimate_model_ms(4.0, rate)
+    assert estimate_model_ms(8.0, rate) == pytest.approx(2 * slow)
+    assert estimate_model_ms(4.0, rate, fast_bfloat16=True) < slow
+    assert card_gflops() == pytest.approx(get_preset("hand-rt-128x3").gflops())
+    assert card_gflops("/no/such/weights.pkl") == pytest.approx(get_preset("hand-368x6").gflops())
