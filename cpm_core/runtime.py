@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import os
 
-HEAVY_MODEL_MS = 25.0  # one core's estimated time per frame above which the model gets every core
+# One core's estimated time a frame from which the model gets every core: the default hand model estimates at
+# 16 ms on the AMX machine (where all-but-one measured best) and 150 ms on the AVX2 one (where every core did);
+# 40 ms leaves room for the probe, which read up to 2x low on a busy VM.
+HEAVY_MODEL_MS = 40.0
 CONV_EFFICIENCY = 0.8  # the default models' convolutions ran at 71-79% of numpy's matmul rate (bench/inference.py)
 BF16_SPEEDUP = 2.0  # AMX bfloat16 over float32 for the default hand model (143 vs 67 frames/s, its card)
 
@@ -33,19 +36,24 @@ def _usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def matmul_gflops_per_core(n: int = 768, repeats: int = 3) -> float:
-    """This CPU's float32 matmul rate per core from a short numpy probe (best of `repeats`; ~20-60 ms)."""
+def matmul_gflops_per_core(n: int = 512, seconds: float = 0.06) -> float:
+    """This CPU's float32 matmul rate per core from a short numpy probe: the best of as many products as fit in
+    `seconds` after two warm-up ones (right after TensorFlow's import a single product read up to 2x low)."""
     import time
 
     import numpy as np
 
     a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
     a @ a
-    best = float("inf")
-    for _ in range(repeats):
+    a @ a
+    best, end = float("inf"), time.perf_counter() + seconds
+    while True:
         t0 = time.perf_counter()
         a @ a
-        best = min(best, time.perf_counter() - t0)
+        t1 = time.perf_counter()
+        best = min(best, t1 - t0)
+        if t1 >= end:
+            break
     return 2 * n**3 / max(best, 1e-9) / 1e9 / _usable_cores()
 
 

@@ -53,7 +53,7 @@ def test_model_cost_estimate_follows_its_gflops_and_the_cpu():
     from cpm_core.runtime import card_gflops, estimate_model_ms, matmul_gflops_per_core
     from cpm_core.spec import get_preset
 
-    rate = matmul_gflops_per_core(n=256)
+    rate = matmul_gflops_per_core(n=128, seconds=0.01)
     assert rate > 0.1
     slow = estimate_model_ms(4.0, rate)
     assert estimate_model_ms(8.0, rate) == pytest.approx(2 * slow)
