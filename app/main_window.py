@@ -71,6 +71,15 @@ def _log_slider(lo: float, hi: float, value: float) -> QSlider:
     return s
 
 
+def paint_interval_for(screen_interval: float, info: SourceInfo | None) -> float:
+    """Seconds between view paints: the screen's refresh interval, or a video's or camera's frame interval when
+    that is longer. Processing every frame of a 30 fps clip at 100 frames/s, a paint per screen refresh showed
+    frames no one can follow and took the GUI thread's time from the pipeline; at the source's own rate the
+    preview still moves as smoothly as the footage itself. Images, folders and unknown rates: the screen's."""
+    fps = info.fps if info is not None and info.kind in ("video", "camera") else 0.0
+    return max(screen_interval, 1.0 / fps) if 5.0 <= fps <= 240.0 else screen_interval
+
+
 class MainWindow(QMainWindow):
     """The live pose viewer."""
 
@@ -95,7 +104,8 @@ class MainWindow(QMainWindow):
         self._last_draw = 0.0
         screen = QGuiApplication.primaryScreen()
         rate = screen.refreshRate() if screen is not None else 0.0
-        self.paint_interval = 1.0 / (rate if 20.0 <= rate <= 240.0 else 60.0)  # seconds between view paints
+        self.screen_interval = 1.0 / (rate if 20.0 <= rate <= 240.0 else 60.0)
+        self.paint_interval = self.screen_interval  # seconds between view paints (see paint_interval_for)
         self.recorder: Recorder | None = None
         self._latest: PoseFrame | None = None
         self._drawn: PoseFrame | None = None
@@ -491,6 +501,7 @@ class MainWindow(QMainWindow):
         self.generation += 1
         self.worker.clear()
         self.source_info = source.info
+        self.paint_interval = paint_interval_for(self.screen_interval, source.info)
         self.source_ended = False
         self.displayed = 0
         self.delivered = 0
@@ -702,8 +713,9 @@ class MainWindow(QMainWindow):
 
     def _on_result(self, pose: PoseFrame) -> None:
         """Every result is delivered (counted, and recorded in the confidence plots); the view is painted with
-        the newest one at most at the screen's refresh rate. Painting 100 results a second on a 60 Hz screen
-        showed nothing more and took the CPU the model needed (bench/pipeline.py)."""
+        the newest one at most every `paint_interval` (the screen's refresh, or the source's frame interval when
+        longer). Painting 100 results a second on a 60 Hz screen showed nothing more and took the CPU the model
+        needed (bench/pipeline.py)."""
         if pose.generation != self.generation:
             return  # from the previous source
         self.delivered += 1

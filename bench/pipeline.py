@@ -7,7 +7,7 @@ Rows:
 - GUI, every frame: the real MainWindow (offscreen), capture and inference threads, the chosen view drawing,
   with the capture waiting for the worker (no drops): frames per second through the whole pipeline to the GUI
   (every result reaches the window and its plots; the view itself is painted with the newest result at most at
-  the screen's refresh rate, reported as paints/s).
+  the screen's refresh rate or the video's frame rate, whichever is lower, reported as paints/s).
 - GUI, every frame, views draw nothing: the same with the views' drawing switched off, to tell the cost of
   painting from that of the threads around the model (a diagnosis, not a way to use the app).
 - GUI, real time: the same at the file's frame rate (drops when the model cannot keep up).

@@ -320,6 +320,32 @@ def test_training_tabs_are_in_the_window_and_load_finished_models(qtbot, window,
     assert window.mode_tabs.currentIndex() == 0
 
 
+def test_views_paint_at_most_at_the_source_frame_rate_or_the_screen_rate():
+    from app.main_window import paint_interval_for
+
+    screen = 1 / 60
+
+    def info(kind, fps):
+        return SourceInfo(kind, "x", fps, None, False)
+
+    assert paint_interval_for(screen, info("video", 25.0)) == pytest.approx(1 / 25)
+    assert paint_interval_for(screen, info("camera", 30.0)) == pytest.approx(1 / 30)
+    assert paint_interval_for(screen, info("video", 120.0)) == pytest.approx(screen)  # the screen is the limit
+    assert paint_interval_for(screen, info("video", 0.0)) == pytest.approx(screen)  # unknown rate
+    assert paint_interval_for(screen, info("folder", 5.0)) == pytest.approx(screen)  # stills: no frame rate
+    assert paint_interval_for(screen, None) == pytest.approx(screen)
+
+
+def test_opening_a_video_paints_at_its_frame_rate(qtbot, window):
+    assert window.open_source(VIDEO)
+    fps = window.source_info.fps
+    assert 5 <= fps <= 60
+    assert window.paint_interval == pytest.approx(max(window.screen_interval, 1 / fps))
+    _wait_frames(qtbot, window)
+    assert window.open_source(IMAGE)
+    assert window.paint_interval == pytest.approx(window.screen_interval)
+
+
 def test_every_result_is_delivered_but_the_view_paints_at_most_at_the_screen_rate(qtbot, window):
     import dataclasses
 
