@@ -23,7 +23,7 @@ from app.pose_overlay import jet_lut
 
 HISTORY = 300  # results kept in the stage plot (and the width of its x range)
 PAGE = HISTORY // 2  # the x range jumps by this many frames, keeping the newest result in its second half
-REDRAW_S = 0.2  # plots need not move at video rate; redrawing them every frame costs the GUI thread
+REDRAW_S = 0.5  # plots need not move at video rate: a redraw and repaint took 5-9 ms of the GUI thread
 LIVE_TIMELINE = 600  # columns of the rolling timeline for live / unknown-length sources
 
 
