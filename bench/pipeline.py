@@ -14,6 +14,11 @@ Rows:
 - GUI, real time: the same at the file's frame rate (drops when the model cannot keep up).
 During the GUI runs a 1 ms QTimer heartbeat measures event-loop gaps; p99 and max are the stalls a user
 would feel. Targets: GUI every-frame fps >= 90% of bare fps; p99 stall < 20 ms.
+
+On a slow CPU the default model leaves the GUI a small share of each frame; to see what a fast CPU would ask of
+the GUI, bench an untrained model ~15x cheaper than the default (64 px, width 0.125, 0.27 GFLOPs):
+
+    python bench/pipeline.py --make-stress-model /tmp/stress && python bench/pipeline.py --model /tmp/stress
 """
 
 from __future__ import annotations
@@ -112,6 +117,21 @@ def gui_run(estimator, video: Path, frames: int, view: str, realtime: bool, dete
             "max": float(gaps.max()), "elapsed": elapsed}
 
 
+def make_stress_model(out: Path) -> Path:
+    """The default hand model's architecture at 64 px and an eighth of the width, untrained: the work a fast CPU
+    does per frame with the real model, on a slow one. Untrained models are not turned upright, so every frame
+    costs one letterboxed pass."""
+    from cpm_core.model_card import ModelCard
+    from cpm_core.network import build_cpm
+    from cpm_core.spec import get_preset
+    from cpm_core.weights import save_model
+
+    spec = get_preset("hand-rt-128x3").with_(name="stress-64x3", input_size=64, width=0.125)
+    card = ModelCard.for_spec(spec, name=f"untrained {spec.name} ({spec.gflops():.2f} GFLOPs, bench stress model)",
+                              trained=False)
+    return save_model(build_cpm(spec), card, out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--video", default=str(SHARED_VIDEO if SHARED_VIDEO.exists() else
@@ -126,7 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", choices=("app", "default"), default="app",
                    help="app: the thread budget cpm-studio uses for this model on this CPU (cpm_core/runtime.py); "
                         "default: TensorFlow's and OpenCV's own (one thread per core each)")
+    p.add_argument("--make-stress-model", metavar="DIR", help="write the untrained stress model to DIR and exit")
     args = p.parse_args(argv)
+    if args.make_stress_model:
+        print(f"wrote {make_stress_model(Path(args.make_stress_model))}")
+        return 0
 
     from cpm_core.estimator import PoseEstimator
     from cpm_core.runtime import card_gflops, configure_pipeline_threads
