@@ -20,6 +20,7 @@ from PySide6.QtCore import Qt, Signal
 from app.fast_image import FastImageItem, bgra_lut, colour_map
 from app.inference import PoseFrame
 from app.pose_overlay import PoseOverlay, SubjectsOverlay, jet_lut
+from cpm_core.render import tile
 from cpm_core.skeleton import Skeleton
 
 JET_BGRA = bgra_lut(jet_lut())
@@ -138,19 +139,18 @@ class HeatmapMosaic:
     def show(self, heatmaps: list[np.ndarray], titles: list[str], cols: int, autoscale: bool = False) -> None:
         if len(self.cells) != len(heatmaps):
             self.cells = [HeatmapCell() for _ in heatmaps]
-        rows = max(1, math.ceil(len(heatmaps) / cols))
-        step_x, step_y = self.tile + self.GAP, self.TITLE_BAND + self.tile + self.GAP
-        canvas = np.empty((rows * step_y - self.GAP, cols * step_x - self.GAP, 4), np.uint8)
-        canvas[:] = BACKGROUND_BGRA
-        for i, (heatmap, title, cell) in enumerate(zip(heatmaps, titles, self.cells)):
+        tiles = []
+        for heatmap, title, cell in zip(heatmaps, titles, self.cells):
             cell.update(heatmap, title)
-            y, x = (i // cols) * step_y, (i % cols) * step_x
-            tile = colour_map(heatmap, heatmap_levels(heatmap, autoscale), JET_BGRA)
-            canvas[y + self.TITLE_BAND:y + self.TITLE_BAND + self.tile, x:x + self.tile] = cv2.resize(
-                tile, (self.tile, self.tile), interpolation=cv2.INTER_NEAREST)
+            titled = np.empty((self.TITLE_BAND + self.tile, self.tile, 4), np.uint8)
+            titled[:self.TITLE_BAND] = BACKGROUND_BGRA
+            titled[self.TITLE_BAND:] = cv2.resize(colour_map(heatmap, heatmap_levels(heatmap, autoscale), JET_BGRA),
+                                                  (self.tile, self.tile), interpolation=cv2.INTER_NEAREST)
             text = cell._title.replace("\u00b7", "-")  # Hershey fonts are ASCII
-            cv2.putText(canvas, text, (x + 1, y + self.TITLE_BAND - 5), cv2.FONT_HERSHEY_SIMPLEX, self.font_scale,
-                        TITLE_BGRA, 1, cv2.LINE_AA)
+            cv2.putText(titled, text, (1, self.TITLE_BAND - 5), cv2.FONT_HERSHEY_SIMPLEX, self.font_scale, TITLE_BGRA,
+                        1, cv2.LINE_AA)
+            tiles.append(titled)
+        canvas = tile(tiles, cols, self.GAP, BACKGROUND_BGRA)
         self.image.set_bgra(canvas)
         if canvas.shape != self._shape:
             self._shape = canvas.shape

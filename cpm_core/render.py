@@ -44,13 +44,16 @@ def _label(img: np.ndarray, text: str) -> np.ndarray:
     return img
 
 
-def tile(images: list[np.ndarray], cols: int) -> np.ndarray:
+def tile(images: list[np.ndarray], cols: int, gap: int = 0, background=0) -> np.ndarray:
+    """Equal-sized images (any channel count) in a grid of `cols` columns, `gap` pixels of `background` apart."""
     h, w = images[0].shape[:2]
     rows = -(-len(images) // cols)
-    canvas = np.zeros((rows * h, cols * w, 3), np.uint8)
+    canvas = np.empty((rows * (h + gap) - gap, cols * (w + gap) - gap, *images[0].shape[2:]), np.uint8)
+    canvas[:] = background
     for i, im in enumerate(images):
         r, c = divmod(i, cols)
-        canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = im
+        y, x = r * (h + gap), c * (w + gap)
+        canvas[y:y + h, x:x + w] = im
     return canvas
 
 

@@ -200,3 +200,15 @@ def test_batch_norm_folds_into_a_plain_cpm(tiny_spec):
     x = rng.uniform(-0.5, 0.5, (2, 64, 64, 3)).astype(np.float32)
     a, b = model(x, training=False).numpy(), plain(x).numpy()
     np.testing.assert_allclose(a, b, atol=1e-4 * np.abs(a).max())
+
+
+def test_tile_lays_out_any_channel_count_with_gaps():
+    from cpm_core.render import tile
+
+    images = [np.full((2, 3, 4), k, np.uint8) for k in (10, 20, 30)]
+    canvas = tile(images, cols=2, gap=1, background=(1, 2, 3, 4))
+    assert canvas.shape == (5, 7, 4)
+    assert (canvas[0:2, 0:3] == 10).all() and (canvas[0:2, 4:7] == 20).all() and (canvas[3:5, 0:3] == 30).all()
+    assert (canvas[2] == (1, 2, 3, 4)).all() and (canvas[:, 3] == (1, 2, 3, 4)).all()  # the gaps
+    assert (canvas[3:5, 4:7] == (1, 2, 3, 4)).all()  # the empty last cell
+    assert tile([np.zeros((2, 2, 3), np.uint8)] * 4, cols=2).shape == (4, 4, 3)  # no gap: as before
