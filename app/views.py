@@ -27,7 +27,7 @@ JET_BGRA = bgra_lut(jet_lut())
 BACKGROUND = (30, 30, 30)
 BACKGROUND_BGRA = (30, 30, 30, 255)
 TITLE_BGRA = (200, 200, 200, 255)
-TITLE_INTERVAL_S = 0.25  # a new title text re-lays the grid out: at video rate that alone stalls the GUI
+TITLE_INTERVAL_S = 0.25  # a heatmap title changes at most this often: numbers changing at video rate cannot be read
 
 
 def _image_plot(layout: pg.GraphicsLayout, row: int, col: int, title: str = "", **kwargs

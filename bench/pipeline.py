@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     from cpm_core.runtime import card_gflops, configure_pipeline_threads
     from cpm_core.sources import VideoReader
 
-    # The app's thread budget (cpm-studio sets it at start), for the bare row too: it is faster that way as well.
+    # The app's thread budget for this model (cpm-studio sets it at start), for the bare rows too: like with like.
     threads = configure_pipeline_threads(model_gflops=card_gflops(args.model)) if args.threads == "app" else None
     est = PoseEstimator.from_path(args.model) if args.model else PoseEstimator.default()
     video = Path(args.video)
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| run | frames/s | vs bare | frames | dropped | paints/s | p99 GUI stall ms | p99 after 1st s "
           "| max stall ms |")
     print("|---|---|---|---|---|---|---|---|---|")
-    print(f"| bare model (decode + predict), mean of a run before and after the GUI rows "
+    print(f"| bare model (decode + predict), mean of a run before and after the first GUI row "
           f"({bare_before:.1f}, {bare_after:.1f}) | {bare:.1f} | 100% | {args.frames} | 0 | – | – | – | – |")
     for name, r in (("GUI, every frame", every), ("GUI, every frame, views draw nothing (diagnosis)", unpainted),
                     ("GUI, real time", live),
