@@ -109,7 +109,7 @@ class PoseEstimator:
 
     def _result(self, heatmaps: np.ndarray, transform: CropTransform, timings: dict) -> PoseResult:
         t = time.perf_counter()
-        grid = decode_heatmaps(heatmaps[-1], self.spec.num_joints)
+        grid = decode_heatmaps(heatmaps[-1], self.spec.num_joints, self.card.blur_sigma)
         xy_in = grid_to_input(grid[:, :2], self.spec.stride)
         xy = transform.to_frame(xy_in)
         kp = np.concatenate([xy, grid[:, 2:3]], axis=1).astype(np.float32)

@@ -27,6 +27,10 @@ class ModelCard:
     trained: bool = True
     provenance: dict = field(default_factory=dict)  # source file, data, recipe, steps, wall time, machine
     metrics: dict = field(default_factory=dict)  # validation PCK per joint and mean, frames/s, ...
+    # How heatmaps become joints: {"method": "dark", "blur_sigma": cells} for models trained here (DARK decoding
+    # with the training targets' sigma, see cpm_core.heatmaps.decode_heatmaps); absent or "peak" for the
+    # port's weights, which keep the plain peak that their published results were measured with.
+    decoding: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.skeleton.num_joints != self.spec.num_joints:
@@ -34,6 +38,16 @@ class ModelCard:
                              f"{self.skeleton.num_joints} joints but the model predicts {self.spec.num_joints}")
         if not self.name:
             self.name = self.spec.name
+        method = self.decoding.get("method", "peak")
+        if method not in ("peak", "dark"):
+            raise ValueError(f"model card: unknown decoding method {method!r} (expected 'peak' or 'dark')")
+        if method == "dark" and not float(self.decoding.get("blur_sigma", 0)) > 0:
+            raise ValueError("model card: 'dark' decoding needs a positive blur_sigma (heatmap cells)")
+
+    @property
+    def blur_sigma(self) -> float:
+        """The smoothing `decode_heatmaps` uses for this model's heatmaps (0: plain peak)."""
+        return float(self.decoding["blur_sigma"]) if self.decoding.get("method") == "dark" else 0.0
 
     @classmethod
     def for_spec(cls, spec: ModelSpec, skeleton: Skeleton | None = None, **kwargs) -> ModelCard:
@@ -56,6 +70,7 @@ class ModelCard:
             "normalisation": self.normalisation.to_dict(),
             "provenance": self.provenance,
             "metrics": self.metrics,
+            **({"decoding": self.decoding} if self.decoding else {}),
         }
 
     @classmethod
@@ -74,6 +89,7 @@ class ModelCard:
             trained=bool(d.get("trained", True)),
             provenance=dict(d.get("provenance", {})),
             metrics=dict(d.get("metrics", {})),
+            decoding=dict(d.get("decoding") or {}),
         )
 
     def to_json(self) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -86,6 +88,64 @@ def test_decode_handles_nan_and_batches():
     assert out.shape == (2, 2, 3)
     assert tuple(out[0, 0, :2]) == (9.0, 4.0) and out[0, 0, 2] == pytest.approx(0.8)
     assert out[1, 1, 2] == 0.0 and np.isfinite(out).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(fx=st.floats(0.0, 1.0), fy=st.floats(0.0, 1.0), sigma=st.sampled_from([1.5, 2.0, 3.0]))
+def test_dark_decoding_finds_the_target_centre(fx, fy, sigma):
+    lo, hi = 2 * sigma + 1, 31 - 2 * sigma - 1  # nearer the edge the smoothing is cut off (next test)
+    x, y = lo + fx * (hi - lo), lo + fy * (hi - lo)
+    hm = encode_heatmaps(np.array([[x, y]]), np.array([True]), 32, sigma=sigma)
+    dec = decode_heatmaps(hm, num_joints=1, blur_sigma=sigma)
+    assert abs(dec[0, 0] - x) < 0.05 and abs(dec[0, 1] - y) < 0.05  # the parabola alone is off by up to ~0.1
+    assert dec[0, 2] == pytest.approx(hm[..., 0].max())
+
+
+def test_dark_decoding_prefers_a_broad_mode_to_a_one_cell_spike():
+    """Why the default models decode with DARK: a net unsure of a fingertip draws a broad blob where the tip is
+    and stray one-cell spikes elsewhere; the plain peak takes the spike."""
+    hm = encode_heatmaps(np.array([[20.3, 10.6]]), np.array([True]), 32, sigma=2.0, background=False) * 0.8
+    hm[5, 6, 0] = 0.9  # a stray spike, higher than the blob
+    plain = decode_heatmaps(hm, 1)
+    dark = decode_heatmaps(hm, 1, blur_sigma=2.0)
+    assert tuple(plain[0, :2]) == (6.0, 5.0)
+    assert abs(dark[0, 0] - 20.3) < 0.3 and abs(dark[0, 1] - 10.6) < 0.3
+    assert dark[0, 2] == pytest.approx(hm[10:12, 19:22, 0].max())  # the blob's own peak, not the spike's
+
+
+@pytest.mark.parametrize("xy", [(0.0, 5.0), (0.4, 31.0), (31.0, 31.0), (1.2, 16.5), (30.5, 0.0)])
+def test_dark_decoding_at_the_border_stays_at_the_border(xy):
+    """Smoothing cuts off a peak at the map's edge (the Newton step would pull it inwards); there the raw
+    peak and its parabola are used."""
+    hm = encode_heatmaps(np.array([xy]), np.array([True]), 32, sigma=2.0)
+    dec = decode_heatmaps(hm, 1, blur_sigma=2.0)
+    assert abs(dec[0, 0] - xy[0]) < 0.6 and abs(dec[0, 1] - xy[1]) < 0.6
+    assert dec[0, 2] == pytest.approx(hm[..., 0].max())
+
+
+def test_dark_decoding_handles_nan_flat_maps_and_batches():
+    hm = np.zeros((2, 3, 16, 16, 4), np.float32)
+    hm[0, 1, 4, 9, 0] = 0.8
+    hm[1, 2, ..., 1] = np.nan
+    out = decode_heatmaps(hm, blur_sigma=2.0)
+    assert out.shape == (2, 3, 3, 3) and np.isfinite(out).all()
+    assert tuple(np.round(out[0, 1, 0, :2])) == (9.0, 4.0) and out[0, 1, 0, 2] == pytest.approx(0.8)
+    assert out[1, 2, 1, 2] == 0.0
+    assert out[0, 0, 0, 2] == 0.0  # an all-zero map: confidence 0, somewhere on the map
+    assert (out[..., :2] >= 0).all() and (out[..., :2] <= 15).all()
+
+
+def test_model_card_carries_its_decoding():
+    card = ModelCard.for_spec(ModelSpec(input_size=64, stages=2, num_joints=21, stride=4, trunk="hand",
+                                        width=0.125), decoding={"method": "dark", "blur_sigma": 2.0})
+    again = ModelCard.from_dict(json.loads(card.to_json()))
+    assert again.decoding == {"method": "dark", "blur_sigma": 2.0} and again.blur_sigma == 2.0
+    plain = ModelCard.from_dict({k: v for k, v in card.to_dict().items() if k != "decoding"})
+    assert plain.blur_sigma == 0.0  # the port's weights: the plain peak
+    with pytest.raises(ValueError, match="decoding method"):
+        ModelCard.for_spec(card.spec, decoding={"method": "argmax"})
+    with pytest.raises(ValueError, match="blur_sigma"):
+        ModelCard.for_spec(card.spec, decoding={"method": "dark"})
 
 
 def test_grid_input_conversions_are_inverse():

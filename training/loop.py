@@ -156,7 +156,10 @@ class Validation:
 _EVAL_FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def evaluate_model(model: keras.Model, spec: ModelSpec, val: Validation, batch: int = 32) -> dict:
+def evaluate_model(model: keras.Model, spec: ModelSpec, val: Validation, batch: int = 32,
+                   blur_sigma: float = 0.0) -> dict:
+    """Val PCK and EPE in crop pixels; `blur_sigma` as in the exported card's decoding, so the curve and the
+    card's numbers are what `cpm eval` and the app see."""
     fn = _EVAL_FORWARD.get(model)
     if fn is None:  # one traced function per model: a new one at every evaluation made TF warn of retracing
         fn = tf.function(lambda x: tf.cast(model(x, training=False)[:, -1], tf.float32), reduce_retracing=True)
@@ -165,7 +168,7 @@ def evaluate_model(model: keras.Model, spec: ModelSpec, val: Validation, batch: 
     for i in range(0, len(val.images), batch):
         x = val.images[i:i + batch].astype(np.float32) / 256.0 - 0.5
         hm = fn(tf.constant(x)).numpy()
-        grid = decode_heatmaps(hm, spec.num_joints)
+        grid = decode_heatmaps(hm, spec.num_joints, blur_sigma)
         preds.append(grid_to_input(grid[..., :2], spec.stride))
     pred = np.concatenate(preds)
     per_joint, mean = pck(pred, val.keypoints, val.labelled, val.norm, 0.2)
@@ -266,7 +269,7 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
             return
         swap_ema(model, optimizer)
         try:
-            res = evaluate_model(model, spec, val)
+            res = evaluate_model(model, spec, val, blur_sigma=cfg.train.sigma)
         finally:
             swap_ema(model, optimizer)
         last_eval = res
@@ -320,7 +323,7 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
                                  "chirality": cfg.data.chirality,
                                  "recipe": cfg.to_dict(),
                                  "date": time.strftime("%Y-%m-%d"), **(extra_card or {})},
-                     metrics=metrics)
+                     metrics=metrics, decoding={"method": "dark", "blur_sigma": float(cfg.train.sigma)})
     if final_metrics is not None and metrics:
         card.metrics = {**metrics, **final_metrics(export_model, card)}
         metrics = card.metrics

@@ -87,7 +87,7 @@ class CpmTeacher:
         out, conf = [], []
         for i in range(0, len(images), batch):
             x = self.normalise(tf.constant(images[i:i + batch], tf.float32))
-            grid = decode_heatmaps(self._forward(x).numpy()[:, -1], self.spec.num_joints)
+            grid = decode_heatmaps(self._forward(x).numpy()[:, -1], self.spec.num_joints, self.card.blur_sigma)
             out.append(grid_to_input(grid[..., :2], self.spec.stride))
             conf.append(grid[..., 2].mean(axis=-1))
         return np.concatenate(out).astype(np.float32), np.concatenate(conf)
