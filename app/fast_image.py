@@ -31,8 +31,10 @@ def colour_map(values: np.ndarray, levels: tuple[float, float], lut_bgra: np.nda
     """Float map -> (H, W, 4) BGRA through a colour table: `levels` (lo, hi) span the table; NaN shows as lo."""
     lo, hi = levels
     scale = (len(lut_bgra) - 1) / (hi - lo) if hi > lo else 0.0
-    idx = np.nan_to_num((np.asarray(values, np.float32) - lo) * scale, nan=0.0)
-    return lut_bgra[np.clip(idx, 0, len(lut_bgra) - 1).astype(np.intp)]
+    # fmax/fmin drop NaN in favour of the other operand, so NaN lands on lo without nan_to_num's extra passes.
+    v = np.fmin(np.fmax(np.asarray(values, np.float32), lo), hi if hi > lo else lo)
+    idx = ((v - lo) * scale).astype(np.intp)
+    return lut_bgra[idx]
 
 
 class FastImageItem(pg.ImageItem):

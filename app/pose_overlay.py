@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QLineF, QPointF, QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QPainter, QPen
+from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPen
 
 from cpm_core.skeleton import Skeleton
 
@@ -21,6 +21,29 @@ def jet_lut() -> np.ndarray:
 
     bgr = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], cv2.COLORMAP_JET)[:, 0, :]
     return np.ascontiguousarray(bgr[:, ::-1])
+
+
+DOT_LEVELS = 10  # joint confidence is shown in this many steps of colour and size
+
+
+def joint_dot(confidence: float, alpha: int = 255, ratio: float = 1.0) -> tuple[QImage, float]:
+    """A joint's dot, red (unsure) to green (sure), radius 3 to 7 logical pixels, with a thin black outline, as
+    an image for `ratio` device pixels per logical pixel; and the offset (logical pixels) from its top-left corner
+    to its centre."""
+    radius = 3.0 + 4.0 * confidence
+    side = int(np.ceil(2 * radius + 2))
+    image = QImage(int(np.ceil(side * ratio)), int(np.ceil(side * ratio)), QImage.Format.Format_ARGB32_Premultiplied)
+    image.setDevicePixelRatio(ratio)
+    image.fill(0)
+    p = QPainter(image)
+    p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+    outline = QPen(QColor(0, 0, 0, alpha), 1)
+    outline.setCosmetic(True)
+    p.setPen(outline)
+    p.setBrush(QBrush(QColor(int(255 * (1 - confidence)), int(255 * confidence), 0, alpha)))
+    p.drawEllipse(QPointF(side / 2, side / 2), radius, radius)
+    p.end()
+    return image, side / 2
 
 
 class PoseItem(pg.GraphicsObject):
@@ -37,9 +60,8 @@ class PoseItem(pg.GraphicsObject):
         self._pens = [QPen(QColor(r, g, b, alpha), width, style) for r, g, b in colours]
         for pen in self._pens:
             pen.setCosmetic(True)
-        self._outline = QPen(QColor(0, 0, 0, alpha), 1)
-        self._outline.setCosmetic(True)
-        self._brushes = [QBrush(QColor(int(255 * (1 - c)), int(255 * c), 0, alpha)) for c in np.linspace(0, 1, 11)]
+        self._alpha = alpha
+        self._dots: dict[float, list[tuple[QImage, float]]] = {}  # per device-pixel ratio
         self._kp = np.zeros((0, 3))
         self._ok = np.zeros(0, bool)
         self._rect = QRectF()
@@ -70,7 +92,9 @@ class PoseItem(pg.GraphicsObject):
         dev = (self._kp[:, :2] @ np.array([[t.m11(), t.m12()], [t.m21(), t.m22()]]) + [t.dx(), t.dy()]).tolist()
         ok = self._ok.tolist()
         conf = np.clip(np.nan_to_num(self._kp[:, 2]), 0.0, 1.0)
-        buckets, radii = np.rint(conf * 10).astype(int).tolist(), (3.0 + 4.0 * conf).tolist()
+        buckets = np.rint(conf * DOT_LEVELS).astype(int).tolist()
+        device = painter.device()
+        dots = self._dot_images(device.devicePixelRatioF() if device is not None else 1.0)
         painter.save()
         painter.resetTransform()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
@@ -78,12 +102,21 @@ class PoseItem(pg.GraphicsObject):
             if ok[a] and ok[b]:
                 painter.setPen(pen)
                 painter.drawLine(QLineF(dev[a][0], dev[a][1], dev[b][0], dev[b][1]))
-        painter.setPen(self._outline)
         for j, seen in enumerate(ok):
             if seen:
-                painter.setBrush(self._brushes[buckets[j]])
-                painter.drawEllipse(QPointF(dev[j][0], dev[j][1]), radii[j], radii[j])
+                image, half = dots[buckets[j]]
+                painter.drawImage(QPointF(dev[j][0] - half, dev[j][1] - half), image)
         painter.restore()
+
+    def _dot_images(self, ratio: float) -> list[tuple[QImage, float]]:
+        """The joint dots, one antialiased image per confidence level, rendered once per device-pixel ratio:
+        blitting them took a third of the time of rasterising 21 outlined, antialiased ellipses on every paint
+        (the largest single part of the multi view's paint)."""
+        dots = self._dots.get(ratio)
+        if dots is None:
+            dots = self._dots[ratio] = [joint_dot(level / DOT_LEVELS, self._alpha, ratio)
+                                        for level in range(DOT_LEVELS + 1)]
+        return dots
 
 
 class PoseOverlay:

@@ -20,7 +20,6 @@ from PySide6.QtCore import Qt, Signal
 from app.fast_image import FastImageItem, bgra_lut, colour_map
 from app.inference import PoseFrame
 from app.pose_overlay import PoseOverlay, SubjectsOverlay, jet_lut
-from cpm_core.render import tile
 from cpm_core.skeleton import Skeleton
 
 JET_BGRA = bgra_lut(jet_lut())
@@ -134,26 +133,40 @@ class HeatmapMosaic:
         self.tile = tile
         self.font_scale = font_scale
         self.cells: list[HeatmapCell] = []
-        self._shape: tuple[int, ...] | None = None
+        self._canvas: np.ndarray | None = None
+        self._layout: tuple[int, int] | None = None  # (tiles, columns) the canvas was laid out for
+        self._titles: list[str | None] = []  # the title drawn in each tile's band (redrawn only when it changes)
 
     def show(self, heatmaps: list[np.ndarray], titles: list[str], cols: int, autoscale: bool = False) -> None:
+        """Colour each heatmap into its place in the canvas; a title band is redrawn only when its title changed.
+        The canvas stays the same array from frame to frame (what Qt blits), so a frame costs no allocation."""
         if len(self.cells) != len(heatmaps):
             self.cells = [HeatmapCell() for _ in heatmaps]
-        tiles = []
-        for heatmap, title, cell in zip(heatmaps, titles, self.cells):
+        band, side, gap = self.TITLE_BAND, self.tile, self.GAP
+        if self._canvas is None or self._layout != (len(heatmaps), cols):
+            rows = -(-len(heatmaps) // cols)
+            self._canvas = np.empty((rows * (band + side + gap) - gap, cols * (side + gap) - gap, 4), np.uint8)
+            self._canvas[:] = BACKGROUND_BGRA
+            self._layout, self._titles = (len(heatmaps), cols), [None] * len(heatmaps)
+            resized = True
+        else:
+            resized = False
+        for i, (heatmap, title, cell) in enumerate(zip(heatmaps, titles, self.cells)):
             cell.update(heatmap, title)
-            titled = np.empty((self.TITLE_BAND + self.tile, self.tile, 4), np.uint8)
-            titled[:self.TITLE_BAND] = BACKGROUND_BGRA
-            titled[self.TITLE_BAND:] = cv2.resize(colour_map(heatmap, heatmap_levels(heatmap, autoscale), JET_BGRA),
-                                                  (self.tile, self.tile), interpolation=cv2.INTER_NEAREST)
-            text = cell._title.replace("\u00b7", "-")  # Hershey fonts are ASCII
-            cv2.putText(titled, text, (1, self.TITLE_BAND - 5), cv2.FONT_HERSHEY_SIMPLEX, self.font_scale, TITLE_BGRA,
-                        1, cv2.LINE_AA)
-            tiles.append(titled)
-        canvas = tile(tiles, cols, self.GAP, BACKGROUND_BGRA)
-        self.image.set_bgra(canvas)
-        if canvas.shape != self._shape:
-            self._shape = canvas.shape
+            r, c = divmod(i, cols)
+            y, x = r * (band + side + gap), c * (side + gap)
+            if self._titles[i] != cell._title:
+                strip = np.empty((band, side, 4), np.uint8)
+                strip[:] = BACKGROUND_BGRA
+                cv2.putText(strip, cell._title.replace("\u00b7", "-"),  # Hershey fonts are ASCII
+                            (1, band - 5), cv2.FONT_HERSHEY_SIMPLEX, self.font_scale, TITLE_BGRA, 1, cv2.LINE_AA)
+                self._canvas[y:y + band, x:x + side] = strip
+                self._titles[i] = cell._title
+            self._canvas[y + band:y + band + side, x:x + side] = cv2.resize(
+                colour_map(heatmap, heatmap_levels(heatmap, autoscale), JET_BGRA), (side, side),
+                interpolation=cv2.INTER_NEAREST)
+        self.image.set_bgra(self._canvas)
+        if resized:
             self.view.autoRange(padding=0.0)
 
 

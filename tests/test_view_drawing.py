@@ -1,0 +1,61 @@
+"""How the views draw: the heatmap mosaic's canvas and the pose overlay's joint dots (real widgets, offscreen)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtGui import QColor
+
+from app.pose_overlay import DOT_LEVELS, joint_dot
+from app.views import BACKGROUND_BGRA, JET_BGRA, HeatmapMosaic
+
+
+def _mosaic(qtbot) -> tuple[HeatmapMosaic, pg.GraphicsLayoutWidget]:
+    widget = pg.GraphicsLayoutWidget()
+    qtbot.addWidget(widget)
+    return HeatmapMosaic(widget.ci, 0, 0, tile=32), widget  # the widget owns the items: keep it alive
+
+
+def test_mosaic_colours_each_tile_in_place_and_redraws_a_title_only_when_it_changes(qtbot):
+    mosaic, _widget = _mosaic(qtbot)
+    maps = [np.full((8, 8), v, np.float32) for v in (0.0, 0.5, 1.0)]
+    maps[1][2, 3] = np.nan  # shown as the bottom of the scale, not garbage
+    mosaic.show(maps, ["a", "b", "c"], cols=2)
+    canvas = mosaic.image.image
+    band, side, gap = mosaic.TITLE_BAND, mosaic.tile, mosaic.GAP
+    assert canvas.shape == (2 * (band + side) + gap, 2 * side + gap, 4)
+    for i, value in enumerate((0.0, 0.5, 1.0)):
+        r, c = divmod(i, 2)
+        y, x = r * (band + side + gap) + band, c * (side + gap)
+        np.testing.assert_array_equal(canvas[y + side - 1, x + side - 1], JET_BGRA[int(value * 255)])
+    y1, x1 = band, side + gap  # tile 1: cell (2, 3) of an 8-cell map enlarged 4x (nearest neighbour)
+    np.testing.assert_array_equal(canvas[y1 + 2 * 4 + 1, x1 + 3 * 4 + 1], JET_BGRA[0])
+    np.testing.assert_array_equal(canvas[-1, -1], BACKGROUND_BGRA)  # the empty fourth place
+    title_a = canvas[:band, :side].copy()
+    assert (title_a != np.asarray(BACKGROUND_BGRA, np.uint8)).any()  # the title was drawn
+
+    mosaic.cells[0]._title_at -= 10.0  # long enough ago: the next title change is shown
+    mosaic.show([m * 0 + 1.0 for m in maps], ["a much longer title", "b", "c"], cols=2)
+    assert mosaic.image.image is canvas  # the same array, coloured over
+    np.testing.assert_array_equal(canvas[band + 1, 1], JET_BGRA[255])
+    assert (canvas[:band, :side] != title_a).any()
+    title_b = canvas[:band, side + gap:2 * side + gap].copy()
+    mosaic.show(maps, ["a", "b changed at once", "c"], cols=2)  # too soon after the last change: kept
+    np.testing.assert_array_equal(canvas[:band, side + gap:2 * side + gap], title_b)
+
+    mosaic.show(maps[:2], ["a", "b"], cols=1)  # a new layout gets a new canvas
+    assert mosaic.image.image.shape == (2 * (band + side) + gap, side, 4)
+
+
+def test_joint_dots_go_from_red_to_green_and_grow_with_confidence():
+    low, half_low = joint_dot(0.0)
+    high, half_high = joint_dot(1.0)
+    assert half_high > half_low and high.width() > low.width()
+    centre = QColor(high.pixel(high.width() // 2, high.height() // 2))
+    assert centre.green() == 255 and centre.red() == 0
+    centre = QColor(low.pixel(low.width() // 2, low.height() // 2))
+    assert centre.red() == 255 and centre.green() == 0
+    assert QColor.fromRgba(high.pixel(0, 0)).alpha() == 0  # transparent around the dot
+    sharp, _ = joint_dot(1.0, ratio=2.0)  # a HiDPI screen gets a dot drawn at its own resolution
+    assert sharp.width() == 2 * high.width() and sharp.devicePixelRatio() == 2.0
+    assert DOT_LEVELS >= 5
