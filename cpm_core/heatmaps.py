@@ -70,17 +70,24 @@ def decode_heatmaps(heatmaps: np.ndarray, num_joints: int | None = None, blur_si
     n = np.arange(len(maps))
     if blur_sigma > 0:
         x, y, py, px = _dark_peaks(maps, blur_sigma)
-        conf = maps[n, py, px]
     else:
         py, px = np.divmod(maps.reshape(len(maps), -1).argmax(axis=1), w)
         x, y = _parabola_peaks(maps, py, px)
-        conf = maps[n, py, px]
-    conf = np.clip(conf, 0.0, 1.0)
+    conf = np.clip(maps[n, py, px], 0.0, 1.0)
     x = np.where(bad, (w - 1) / 2.0, x)
     y = np.where(bad, (h - 1) / 2.0, y)
     conf = np.where(bad, 0.0, conf)
     out = np.stack([x, y, conf], axis=-1).astype(np.float32)
     return out.reshape(*lead, j, 3)
+
+
+def _parabola_offset(v_minus: np.ndarray, v0: np.ndarray, v_plus: np.ndarray) -> np.ndarray:
+    """Sub-cell offset in [-0.5, 0.5] of the vertex of the parabola through three neighbouring values; 0 where
+    they do not bend down or a neighbour lies outside the map (-inf)."""
+    denom = v_minus - 2.0 * v0 + v_plus
+    with np.errstate(divide="ignore", invalid="ignore"):
+        off = np.where(np.isfinite(denom) & (denom < -1e-12), 0.5 * (v_minus - v_plus) / denom, 0.0)
+    return np.clip(np.nan_to_num(off), -0.5, 0.5)
 
 
 def _parabola_peaks(maps: np.ndarray, py: np.ndarray, px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -89,24 +96,19 @@ def _parabola_peaks(maps: np.ndarray, py: np.ndarray, px: np.ndarray) -> tuple[n
     n = np.arange(len(maps))
     peak = maps[n, py, px]
 
-    def offset(v_minus: np.ndarray, v0: np.ndarray, v_plus: np.ndarray) -> np.ndarray:
-        denom = v_minus - 2.0 * v0 + v_plus
-        with np.errstate(divide="ignore", invalid="ignore"):
-            off = np.where(denom < -1e-12, 0.5 * (v_minus - v_plus) / denom, 0.0)
-        return np.clip(off, -0.5, 0.5)
-
     xm, xp = np.clip(px - 1, 0, w - 1), np.clip(px + 1, 0, w - 1)
     ym, yp = np.clip(py - 1, 0, h - 1), np.clip(py + 1, 0, h - 1)
-    ox = np.where((px > 0) & (px < w - 1), offset(maps[n, py, xm], peak, maps[n, py, xp]), 0.0)
-    oy = np.where((py > 0) & (py < h - 1), offset(maps[n, ym, px], peak, maps[n, yp, px]), 0.0)
+    ox = np.where((px > 0) & (px < w - 1), _parabola_offset(maps[n, py, xm], peak, maps[n, py, xp]), 0.0)
+    oy = np.where((py > 0) & (py < h - 1), _parabola_offset(maps[n, ym, px], peak, maps[n, yp, px]), 0.0)
     return px + ox, py + oy
 
 
 def _dark_peaks(maps: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """DARK peaks of (N, h, w) maps: x, y (sub-cell) and the raw map's peak cell of the mode they chose.
 
-    Everything after the smoothing reads one 5x5 patch per map around the smoothed peak (outside the map:
-    -inf), so the cost does not grow with the number of lookups (about 0.3 ms for 21 maps of 32x32)."""
+    Everything after the smoothing reads one 5x5 patch per map around the smoothed peak (outside the map: -inf):
+    two gathers instead of one per lookup. The whole decode of 21 maps of 32x32 takes ~1.2 ms on the 2-core AVX2
+    machine, the plain peak ~0.45 ms."""
     import cv2
 
     count, h, w = maps.shape
@@ -129,16 +131,9 @@ def _dark_peaks(maps: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray,
     ky, kx = np.divmod(k, 3)
     ky, kx = ky + 1, kx + 1  # in the patch
     v0 = raw[n, ky, kx]
-
-    def offset(v_minus: np.ndarray, v_plus: np.ndarray) -> np.ndarray:
-        denom = v_minus - 2.0 * v0 + v_plus
-        with np.errstate(divide="ignore", invalid="ignore"):
-            off = np.where(np.isfinite(denom) & (denom < -1e-12), 0.5 * (v_minus - v_plus) / denom, 0.0)
-        return np.clip(np.nan_to_num(off), -0.5, 0.5)
-
     near_x, near_y = px + kx - 2, py + ky - 2
-    x = near_x + offset(raw[n, ky, kx - 1], raw[n, ky, kx + 1])
-    y = near_y + offset(raw[n, ky - 1, kx], raw[n, ky + 1, kx])
+    x = near_x + _parabola_offset(raw[n, ky, kx - 1], v0, raw[n, ky, kx + 1])
+    y = near_y + _parabola_offset(raw[n, ky - 1, kx], v0, raw[n, ky + 1, kx])
 
     # DARK: the smoothed map keeps the raw map's height, so its log has the shape of the target Gaussian; one
     # Newton step from the centre of the patch.
