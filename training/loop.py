@@ -201,6 +201,8 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
     ckpt_dir = out / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     precision = resolve_precision(cfg.train.precision)
+    # How this model's heatmaps become joints, in the exported card and in every evaluation during training alike.
+    decoding = {"method": "dark", "blur_sigma": float(cfg.train.sigma)}
     strategy = make_strategy(cfg.train.strategy)
     total = cfg.train.steps
     with strategy.scope():
@@ -269,7 +271,7 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
             return
         swap_ema(model, optimizer)
         try:
-            res = evaluate_model(model, spec, val, blur_sigma=cfg.train.sigma)
+            res = evaluate_model(model, spec, val, blur_sigma=decoding["blur_sigma"])
         finally:
             swap_ema(model, optimizer)
         last_eval = res
@@ -323,7 +325,7 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
                                  "chirality": cfg.data.chirality,
                                  "recipe": cfg.to_dict(),
                                  "date": time.strftime("%Y-%m-%d"), **(extra_card or {})},
-                     metrics=metrics, decoding={"method": "dark", "blur_sigma": float(cfg.train.sigma)})
+                     metrics=metrics, decoding=decoding)
     if final_metrics is not None and metrics:
         card.metrics = {**metrics, **final_metrics(export_model, card)}
         metrics = card.metrics
