@@ -429,7 +429,7 @@ class MainWindow(QMainWindow):
         self.seek_slider.sliderMoved.connect(self.seek)
         transport.addWidget(self.seek_slider)
         self.position_label = QLabel(" – ")
-        self.position_label.setMinimumWidth(110)
+        self._fit_position_label(None)
         self._position: int | None = None
         self._shown_position: int | None = None
         self._position_timer = QTimer(self)
@@ -520,6 +520,7 @@ class MainWindow(QMainWindow):
         self.seek_slider.setEnabled(info.seekable and (info.frame_count or 0) > 1)
         self.seek_slider.setRange(0, max(0, (info.frame_count or 1) - 1))
         self.seek_slider.setValue(0)
+        self._fit_position_label(info.frame_count)
         self.plots.reset(info.frame_count if info.kind in ("video", "folder") else None,
                          show_timeline=info.kind in ("video", "folder", "camera"))
         cap.start()
@@ -603,6 +604,17 @@ class MainWindow(QMainWindow):
         if not self._position_timer.isActive():
             self._show_position()
             self._position_timer.start()
+
+    def _fit_position_label(self, frame_count: int | None) -> None:
+        """Fix the frame label's size to its widest text for this source. A label whose width may change asks
+        its window for a new layout on every setText: during playback that re-laid out the main window ~10
+        times a second (0.5 ms each, plus an animation object per toolbar and dock), CPU the model needed
+        (bench/pipeline.py)."""
+        digits = max(5, len(str(frame_count or 0)))
+        widest = " " + "8" * digits + " / " + "8" * digits
+        metrics = self.position_label.fontMetrics()
+        self.position_label.setFixedSize(max(110, metrics.horizontalAdvance(widest) + 8),
+                                         max(self.position_label.sizeHint().height(), metrics.height()))
 
     def _show_position(self) -> None:
         index = self._position

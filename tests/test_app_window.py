@@ -79,6 +79,39 @@ def test_video_plays_at_file_rate_and_controls_work(qtbot, window):
     assert window.plots._grid.shape == (21, 20)
 
 
+def test_the_frame_label_follows_playback_without_relayouting_the_window(qtbot, window):
+    """The label under the video is fixed to its widest text for the source, so a new frame number is a
+    repaint of the label only, never a new layout of the whole window (toolbars, docks) at video rate."""
+    from PySide6.QtCore import QEvent, QObject
+
+    class LayoutCounter(QObject):
+        count = 0
+
+        def eventFilter(self, obj, event):  # noqa: N802 - Qt's name
+            if event.type() == QEvent.Type.LayoutRequest:
+                LayoutCounter.count += 1
+            return False
+
+    window.loop_check.setChecked(False)
+    window.open_source(VIDEO)
+    qtbot.waitUntil(lambda: window.source_ended, timeout=WAIT_MS)
+    qtbot.wait(100)
+    label = window.position_label
+    assert label.minimumSize() == label.maximumSize()
+    assert label.fontMetrics().horizontalAdvance(" 88888 / 88888") <= label.width()
+    counter = LayoutCounter()
+    window.installEventFilter(counter)
+    try:
+        for index in (0, 9, 19, 1, 18):
+            window._position = index
+            window._show_position()
+            qtbot.wait(20)
+        assert label.text() == " 19 / 20"
+    finally:
+        window.removeEventFilter(counter)
+    assert LayoutCounter.count == 0
+
+
 def test_worker_keeps_only_newest_frame_under_slow_model(qtbot, estimator):
     slow = SlowEstimator(estimator, delay=0.15)
     worker = InferenceWorker(slow)
