@@ -9,11 +9,14 @@ Rows:
   with the capture waiting for the worker (no drops): frames per second through the whole pipeline to the GUI
   (every result reaches the window and its plots; the view itself is painted with the newest result at most at
   the screen's refresh rate or the video's frame rate, whichever is lower, reported as paints/s).
+- GUI, every frame, with the stall heartbeat: the same run again with a 1 ms QTimer heartbeat measuring
+  event-loop gaps; p99 and max are the stalls a user would feel. The heartbeat is the bench's instrument, not
+  the app's, and on 2 cores its ~1000 wake-ups a second cost the model frames, so the frames/s target is read
+  from the row without it and the stall target from this one (both rows are printed).
 - GUI, every frame, views draw nothing: the same with the views' drawing switched off, to tell the cost of
   painting from that of the threads around the model (a diagnosis, not a way to use the app).
-- GUI, real time: the same at the file's frame rate (drops when the model cannot keep up).
-During the GUI runs a 1 ms QTimer heartbeat measures event-loop gaps; p99 and max are the stalls a user
-would feel. Targets: GUI every-frame fps >= 90% of bare fps; p99 stall < 20 ms.
+- GUI, real time: the same at the file's frame rate (drops when the model cannot keep up), with the heartbeat.
+Targets: GUI every-frame fps >= 90% of bare fps; p99 stall < 20 ms.
 
 On a slow CPU the default model leaves the GUI a small share of each frame; to see what a fast CPU would ask of
 the GUI, bench an untrained model ~15x cheaper than the default (64 px, width 0.125, 0.27 GFLOPs):
@@ -61,7 +64,10 @@ def bare_fps(estimator, video: Path, frames: int) -> float:
 
 
 def gui_run(estimator, video: Path, frames: int, view: str, realtime: bool, detect: bool = False,
-            paint: bool = True) -> dict:
+            paint: bool = True, heartbeat: bool = True) -> dict:
+    """One GUI row. `heartbeat`: run the 1 ms QTimer that measures stalls. It is the bench's instrument, not
+    part of the app, and on 2 cores it costs the model: ~3% of a core in wake-ups alone, each one pre-empting a
+    TensorFlow thread mid-op; so frames/s is measured in a run without it and stalls in a run with it."""
     from PySide6.QtCore import QSettings, QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -89,28 +95,39 @@ def gui_run(estimator, video: Path, frames: int, view: str, realtime: bool, dete
     heart.setInterval(1)
     heart.timeout.connect(lambda: beats.append(time.perf_counter()))
     state = {"t0": 0.0, "t1": 0.0, "first": 0}
+    add = win.plots.add
+
+    def delivered(pose) -> None:  # every result the window takes reaches its plots: time the last one there
+        add(pose)
+        if win.delivered <= frames:
+            state["t1"] = time.perf_counter()
+
+    win.plots.add = delivered
 
     def check() -> None:
         if win.delivered >= frames or (win.source_ended and win.worker.idle() and win.delivered > 0):
-            state["t1"] = time.perf_counter()
             app.quit()
 
-    poll = QTimer()
+    poll = QTimer()  # a slow poll: the end time comes from the deliveries themselves
     poll.timeout.connect(check)
     state["t0"] = time.perf_counter()
     win.open_source(video)
-    heart.start()
-    poll.start(5)
+    if heartbeat:
+        heart.start()
+    poll.start(50)
     app.exec()
     heart.stop()
     poll.stop()
-    shown, painted, processed, dropped = win.delivered, win.displayed, win.worker.processed, win.worker.dropped
+    shown, painted, processed, dropped = (min(win.delivered, frames), win.displayed, win.worker.processed,
+                                          win.worker.dropped)
     win.close()
     beats_arr = np.asarray(beats)
     gaps = np.diff(beats_arr) * 1e3 if len(beats) > 2 else np.zeros(1)
     steady = gaps[beats_arr[1:] - state["t0"] > 1.0] if len(beats) > 2 else gaps  # after the first second
     steady = steady if steady.size else gaps
     elapsed = state["t1"] - state["t0"]
+    if not heartbeat:
+        gaps = steady = np.full(1, np.nan)
     return {"fps": shown / elapsed, "shown": shown, "painted_fps": painted / elapsed, "processed": processed,
             "dropped": dropped,
             "p99": float(np.percentile(gaps, 99)), "p99_steady": float(np.percentile(steady, 99)),
@@ -163,10 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     with VideoReader(video) as r:
         file_fps, size = r.fps, f"{r.width}x{r.height}"
     bare_before = bare_fps(est, video, args.frames)
-    every = gui_run(est, video, args.frames, args.view, realtime=False)
+    every = gui_run(est, video, args.frames, args.view, realtime=False, heartbeat=False)
     bare_after = bare_fps(est, video, args.frames)  # a busy VM drifts: the ratio uses both bare runs' mean
     bare = (bare_before + bare_after) / 2
-    unpainted = gui_run(est, video, args.frames, args.view, realtime=False, paint=False)
+    stalls = gui_run(est, video, args.frames, args.view, realtime=False)
+    unpainted = gui_run(est, video, args.frames, args.view, realtime=False, paint=False, heartbeat=False)
     live = gui_run(est, video, args.frames, args.view, realtime=True)
     multi = gui_run(est, Path(args.multi_video), args.frames, args.view, realtime=False, detect=True)
 
@@ -182,14 +200,19 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|---|")
     print(f"| bare model (decode + predict), mean of a run before and after the first GUI row "
           f"({bare_before:.1f}, {bare_after:.1f}) | {bare:.1f} | 100% | {args.frames} | 0 | – | – | – | – |")
-    for name, r in (("GUI, every frame", every), ("GUI, every frame, views draw nothing (diagnosis)", unpainted),
-                    ("GUI, real time", live),
-                    (f"GUI, every frame, detector + subjects ({Path(args.multi_video).name})", multi)):
+    def ms(v: float) -> str:
+        return "–" if not np.isfinite(v) else f"{v:.1f}"
+
+    for name, r in (("GUI, every frame", every),
+                    ("GUI, every frame, with the stall heartbeat", stalls),
+                    ("GUI, every frame, views draw nothing (diagnosis)", unpainted),
+                    ("GUI, real time (heartbeat)", live),
+                    (f"GUI, every frame, detector + subjects ({Path(args.multi_video).name}; heartbeat)", multi)):
         paints = "–" if r is unpainted else f"{r['painted_fps']:.1f}"
         print(f"| {name} | {r['fps']:.1f} | {100 * r['fps'] / bare:.0f}% | {r['shown']} | {r['dropped']} | "
-              f"{paints} | {r['p99']:.1f} | {r['p99_steady']:.1f} | {r['max']:.1f} |")
+              f"{paints} | {ms(r['p99'])} | {ms(r['p99_steady'])} | {ms(r['max'])} |")
     ok_fps = every["fps"] >= 0.9 * bare
-    ok_stall = max(every["p99"], live["p99"]) < 20.0
+    ok_stall = max(stalls["p99"], live["p99"]) < 20.0
     print(f"targets: GUI >= 90% of bare fps: {'met' if ok_fps else 'MISSED'}; p99 stall < 20 ms: "
           f"{'met' if ok_stall else 'MISSED'}")
     return 0
