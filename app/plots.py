@@ -1,7 +1,8 @@
 """Live confidence plots: mean peak confidence per stage over time, and a per-joint timeline for videos.
 
 The stage plot shows whether later stages sharpen the earlier ones (they should, on a trained model); the
-timeline is a joints x frames image, filled in as frames are processed, so weak stretches of a video stand out.
+timeline is a joints x frames image, filled in as frames are processed, so weak stretches of a video stand out
+(frames the model did not process stay grey).
 
 Both sit in the GUI thread beside a model that may deliver 100 results a second, so they cost little: results
 are recorded at once but drawn at most every REDRAW_S, the stage plot's x range moves by half pages (a range
@@ -25,6 +26,9 @@ HISTORY = 300  # results kept in the stage plot (and the width of its x range)
 PAGE = HISTORY // 2  # the x range jumps by this many frames, keeping the newest result in its second half
 REDRAW_S = 0.5  # plots need not move at video rate: a redraw and repaint took 5-9 ms of the GUI thread
 LIVE_TIMELINE = 600  # columns of the rolling timeline for live / unknown-length sources
+# Timeline columns of frames the model did not process (dropped to keep up, or not reached yet): grey, so a
+# stretch of drops never reads as a stretch of zero confidence (the colour map's dark blue).
+UNSEEN_BGRA = (70, 70, 70, 255)
 
 
 class ConfidencePlotsWidget(pg.GraphicsLayoutWidget):
@@ -102,9 +106,13 @@ class ConfidencePlotsWidget(pg.GraphicsLayoutWidget):
         if self._x.size:
             self._follow_x(int(self._x[-1]))
         if self.timeline_plot.isVisible() and self._grid.size:
-            levels = (0.0, max(float(self._grid.max()), 1e-12)) if self.autoscale else (0.0, 1.0)
+            unseen = np.isnan(self._grid)
+            top = float(np.max(self._grid, where=~unseen, initial=0.0))
+            levels = (0.0, max(top, 1e-12)) if self.autoscale else (0.0, 1.0)
             resized = self.timeline.image is None or self.timeline.image.shape[:2] != self._grid.shape
-            self.timeline.set_bgra(colour_map(self._grid, levels, self._lut))
+            colours = colour_map(self._grid, levels, self._lut)
+            colours[unseen] = UNSEEN_BGRA
+            self.timeline.set_bgra(colours)
             if resized:
                 self.timeline_plot.autoRange(padding=0.0)
             self.cursor.setValue(self._col + 0.5)
@@ -127,12 +135,12 @@ class ConfidencePlotsWidget(pg.GraphicsLayoutWidget):
         joints = len(peaks)
         width = self._frame_count or LIVE_TIMELINE
         if self._grid.shape != (joints, width):
-            self._grid = np.zeros((joints, width), np.float32)
+            self._grid = np.full((joints, width), np.nan, np.float32)
         col = pose.index if self._frame_count else pose.index % width
         if 0 <= col < width:
             self._grid[:, col] = peaks
         else:  # the header under-counted the frames: grow
-            grown = np.zeros((joints, col + 1), np.float32)
+            grown = np.full((joints, col + 1), np.nan, np.float32)
             grown[:, :width] = self._grid
             grown[:, col] = peaks
             self._grid = grown

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from app.plots import HISTORY, PAGE, ConfidencePlotsWidget
+from app.plots import HISTORY, PAGE, UNSEEN_BGRA, ConfidencePlotsWidget
 
 
 def _pose(index: int, peaks: np.ndarray) -> SimpleNamespace:
@@ -49,5 +49,13 @@ def test_timeline_is_the_peaks_through_the_jet_table(qtbot):
     assert image.shape == (21, 40, 4) and image.dtype == np.uint8
     lut = bgra_lut(jet_lut())
     np.testing.assert_array_equal(image[:, 7], lut[(peaks * 255).astype(int)])
-    np.testing.assert_array_equal(image[:, 0], np.repeat(lut[:1], 21, axis=0))  # frames not seen yet: zero
+    # frames not processed (not reached yet, or dropped) are grey, not the table's zero-confidence blue
+    np.testing.assert_array_equal(image[:, 0], np.repeat(np.array([UNSEEN_BGRA], np.uint8), 21, axis=0))
+    assert not (image[:, 0] == lut[0]).all()
     assert plots.cursor.value() == 7.5
+    plots._record(_pose(8, np.zeros(21, np.float32)))  # a processed frame of zero confidence is the table's zero
+    plots.redraw()
+    np.testing.assert_array_equal(plots.timeline.image[:, 8], np.repeat(lut[:1], 21, axis=0))
+    plots.set_autoscale(True)  # auto-scaled colours span what was seen, unprocessed columns ignored
+    plots.redraw()
+    np.testing.assert_array_equal(plots.timeline.image[:, 7], lut[(peaks * 255).astype(int)])
