@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QGraphicsView
 
 from app.fast_image import FastImageItem, bgra_lut, colour_map
 from app.inference import PoseFrame
@@ -179,6 +180,9 @@ class PoseView(pg.GraphicsLayoutWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setBackground(BACKGROUND)
+        # pyqtgraph caches the background as a pixmap; for a plain colour, blitting that pixmap cost more than
+        # filling: 0.49 against 0.31 ms a repaint of the empty 1070x606 multi view, ~0.25 ms of a full one.
+        self.setCacheMode(QGraphicsView.CacheModeFlag.CacheNone)
         self.last: PoseFrame | None = None
         self.threshold = 0.1
         self.autoscale = False  # heatmap tiles use their own range instead of [0, 1]

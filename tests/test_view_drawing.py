@@ -59,3 +59,18 @@ def test_joint_dots_go_from_red_to_green_and_grow_with_confidence():
     sharp, _ = joint_dot(1.0, ratio=2.0)  # a HiDPI screen gets a dot drawn at its own resolution
     assert sharp.width() == 2 * high.width() and sharp.devicePixelRatio() == 2.0
     assert DOT_LEVELS >= 5
+
+
+def test_every_view_fills_its_background_without_a_cached_pixmap(qtbot):
+    """The views fill their plain background on each paint (no pixmap cache): the corners show the background
+    colour at the first size and again after a resize."""
+    from app.views import BACKGROUND, VIEW_CLASSES
+
+    for name, cls in VIEW_CLASSES.items():
+        view = cls()
+        qtbot.addWidget(view)
+        for size in ((320, 200), (500, 360)):
+            view.resize(*size)
+            image = view.grab().toImage()
+            for x, y in ((1, 1), (image.width() - 2, image.height() - 2)):
+                assert image.pixelColor(x, y) == QColor(*BACKGROUND), (name, size, (x, y))
