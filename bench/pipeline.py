@@ -94,7 +94,7 @@ def gui_run(estimator, video: Path, frames: int, view: str, realtime: bool, dete
     heart = QTimer()
     heart.setInterval(1)
     heart.timeout.connect(lambda: beats.append(time.perf_counter()))
-    state = {"t0": 0.0, "t1": 0.0, "first": 0}
+    state = {"t0": 0.0, "t1": 0.0}
     add = win.plots.add
 
     def delivered(pose) -> None:  # every result the window takes reaches its plots: time the last one there
@@ -122,12 +122,13 @@ def gui_run(estimator, video: Path, frames: int, view: str, realtime: bool, dete
                                           win.worker.dropped)
     win.close()
     beats_arr = np.asarray(beats)
-    gaps = np.diff(beats_arr) * 1e3 if len(beats) > 2 else np.zeros(1)
-    steady = gaps[beats_arr[1:] - state["t0"] > 1.0] if len(beats) > 2 else gaps  # after the first second
-    steady = steady if steady.size else gaps
-    elapsed = state["t1"] - state["t0"]
-    if not heartbeat:
+    if not heartbeat:  # no stalls measured in this run
         gaps = steady = np.full(1, np.nan)
+    else:
+        gaps = np.diff(beats_arr) * 1e3 if len(beats) > 2 else np.zeros(1)
+        steady = gaps[beats_arr[1:] - state["t0"] > 1.0] if len(beats) > 2 else gaps  # after the first second
+        steady = steady if steady.size else gaps
+    elapsed = state["t1"] - state["t0"]
     return {"fps": shown / elapsed, "shown": shown, "painted_fps": painted / elapsed, "processed": processed,
             "dropped": dropped,
             "p99": float(np.percentile(gaps, 99)), "p99_steady": float(np.percentile(steady, 99)),
