@@ -116,5 +116,7 @@ class ModelCard:
             lines.append(self.description)
         pck = self.metrics.get("pck@0.2") or self.metrics.get("val_pck_mean")
         if pck is not None:
-            lines.append(f"validation PCK@0.2: {float(pck):.3f}")
+            ci = self.metrics.get("pck@0.2_ci95") or (None, None)
+            lines.append(f"validation PCK@0.2: {float(pck):.3f}"
+                         + (f" (95% interval {float(ci[0]):.2f} to {float(ci[1]):.2f})" if None not in ci else ""))
         return "\n".join(lines)

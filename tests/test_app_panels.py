@@ -127,4 +127,4 @@ def test_evaluate_panel_shows_results(qtbot, tmp_path):
     assert result["subjects"] == 4 and len(result["per_joint"]) == 21
     assert len(panel.bars.opts["height"]) == 21
     xs, _ = panel.curve.getData()
-    assert len(xs) == 51 and "PCK@0.2" in panel.summary.text()
+    assert len(xs) == 51 and "PCK@0.2" in panel.summary.text() and "95% interval" in panel.summary.text()

@@ -83,6 +83,9 @@ def test_update_card_writes_what_eval_measured(trained_model, tmp_path):
     assert after["metrics"]["pck@0.2"] == pytest.approx(printed, abs=1e-4) != 0.123
     assert set(after["metrics"]["pck_per_joint"]) == set(HAND_21.joints)
     assert after["metrics"]["evaluations"]["headline"]["dataset"] == str(TINY_COCO)
+    low, high = after["metrics"]["pck@0.2_ci95"]
+    assert low <= after["metrics"]["pck@0.2"] <= high and low < high  # 4 subjects: a wide interval
+    assert f"95% interval of the mean PCK: {low:.3f} to {high:.3f}" in res.stdout
     assert after["spec"] == card["spec"] and after["skeleton"] == card["skeleton"]  # nothing else changed
     before = card_path.read_text()
     res = cpm("eval", str(model / "weights.weights.h5"), str(TINY_COCO), "--update-card")
@@ -146,3 +149,40 @@ def test_an_upright_canonical_run_scores_itself_as_cpm_eval_does(tmp_path):
         assert result["orientation"] == ("palm" if how == "auto" else how)
         tolerance = 1e-4 if how != "label" else 1 / 82 + 1e-9  # label: training's own crops, resampled once more
         assert abs(result["pck"] - metrics[key]) <= tolerance, (how, result["pck"], metrics)
+
+
+def test_angle_offset_turns_every_crop_and_stays_out_of_the_card(trained_model, tmp_path):
+    """`--angle-offset` (a diagnostic: how much the PCK hangs on the exact angle) turns the crops the estimator
+    is given, and is refused where the angle is the pipeline's own or where it would reach the card."""
+    import shutil
+
+    from training.evaluate import collect_predictions
+
+    class Recorder:  # the estimator's interface as collect_predictions uses it, keeping the boxes it is given
+        def __init__(self, card):
+            self.card, self.boxes = card, []
+
+        def predict_batch(self, frames, boxes, batch_size):
+            from types import SimpleNamespace
+
+            self.boxes += boxes
+            return [SimpleNamespace(keypoints=np.zeros((21, 3))) for _ in boxes]
+
+    card = ModelCard.read(trained_model / "card.json")
+    ds = read_dataset(TINY_COCO)
+    plain, turned = Recorder(card), Recorder(card)
+    collect_predictions(plain, ds, 1.5, 1, orientation="label")
+    collect_predictions(turned, ds, 1.5, 1, orientation="label", angle_offset=30.0)
+    assert len(plain.boxes) == 4
+    for a, b in zip(plain.boxes, turned.boxes):
+        assert b.angle == pytest.approx(a.angle + 30.0) and (b.cx, b.cy, b.side) == (a.cx, a.cy, a.side)
+    with pytest.raises(ValueError, match="angle offset"):
+        collect_predictions(plain, ds, 1.5, 1, orientation="search", angle_offset=30.0)
+
+    model = tmp_path / "model"
+    shutil.copytree(trained_model, model)
+    before = (model / "card.json").read_text()
+    res = cpm("eval", str(model), str(TINY_COCO), "--angle-offset", "90")
+    assert res.returncode == 0 and "turned +90 degrees" in res.stdout, res.stderr[-2000:]
+    res = cpm("eval", str(model), str(TINY_COCO), "--angle-offset", "90", "--update-card")
+    assert res.returncode == 1 and "diagnostic" in res.stderr and (model / "card.json").read_text() == before

@@ -27,7 +27,7 @@ import numpy as np
 
 
 def collect_predictions(estimator, ds, margin: float, min_joints: int, batch: int = 16, log=None,
-                        orientation: str = "none") -> dict:
+                        orientation: str = "none", angle_offset: float = 0.0) -> dict:
     """Run the estimator on every subject with >= min_joints labelled joints. Returns arrays pred (N, J, 2)
     and gt (N, J, 2) in image pixels, labelled (N, J), norm (N,) = longer box side, and the image names.
 
@@ -35,7 +35,8 @@ def collect_predictions(estimator, ds, margin: float, min_joints: int, batch: in
     itself, as on a video's first frame without a detector), "palm" (the palm detector's keypoints give angle
     and side inside the labelled crop, searching where it finds no palm: what the app does on a first frame)
     or "label" (the labelled angle and side: an oracle that shows what perfect ones would give, never the
-    headline number)."""
+    headline number). `angle_offset`: degrees added to every crop's angle ("none" and "label" only), to
+    measure how much the PCK depends on the exact angle."""
     from cpm_core.orientation import (
         default_palm_detector,
         label_angle,
@@ -48,6 +49,9 @@ def collect_predictions(estimator, ds, margin: float, min_joints: int, batch: in
 
     if orientation not in ("none", "search", "palm", "label"):
         raise ValueError(f"orientation must be none, search, palm or label, got {orientation!r}")
+    if angle_offset and orientation not in ("none", "label"):
+        raise ValueError("an angle offset applies to the 'none' and 'label' orientations only (the others "
+                         "choose their own angle)")
     palm = None
     if orientation == "palm":
         palm = default_palm_detector()
@@ -68,7 +72,10 @@ def collect_predictions(estimator, ds, margin: float, min_joints: int, batch: in
                 for k, (frame, box, inst, name) in enumerate(pending):
                     angle = label_angle(inst.keypoints, inst.visibility > 0, skel) or 0.0
                     mirror = canonical and bool(label_mirror(inst.keypoints, inst.visibility > 0, skel, angle))
-                    pending[k] = (frame, CropBox(box.cx, box.cy, box.side, angle, mirror), inst, name)
+                    pending[k] = (frame, CropBox(box.cx, box.cy, box.side, angle + angle_offset, mirror), inst, name)
+            elif angle_offset:
+                for k, (frame, box, inst, name) in enumerate(pending):
+                    pending[k] = (frame, CropBox(box.cx, box.cy, box.side, box.angle + angle_offset), inst, name)
             results = estimator.predict_batch([p[0] for p in pending], [p[1] for p in pending],
                                               batch_size=batch)
         for (_, _, inst, name), res in zip(pending, results):
@@ -93,16 +100,18 @@ def collect_predictions(estimator, ds, margin: float, min_joints: int, batch: in
 
 
 def score(pred: np.ndarray, gt: np.ndarray, labelled: np.ndarray, norm: np.ndarray, joints, threshold: float = 0.2):
-    from cpm_core.metrics import end_point_error, pck, pck_curve
+    from cpm_core.metrics import end_point_error, pck, pck_confidence_interval, pck_curve
 
     per_joint, mean = pck(pred, gt, labelled, norm, threshold)
+    low, high, block = pck_confidence_interval(pred, gt, labelled, norm, threshold)
     epe_joint, epe = end_point_error(pred, gt, labelled)
     thresholds, curve = pck_curve(pred, gt, labelled, norm)
 
     def clean(v: float) -> float | None:
         return None if not math.isfinite(float(v)) else float(v)
 
-    return {"threshold": threshold, "pck": clean(mean), "epe_px": clean(epe),
+    return {"threshold": threshold, "pck": clean(mean), "pck_ci95": [clean(low), clean(high)], "ci_block": block,
+            "epe_px": clean(epe),
             "per_joint": [{"joint": j, "pck": clean(p), "epe_px": clean(e), "labelled": int(n)}
                           for j, p, e, n in zip(joints, per_joint, epe_joint, labelled.sum(axis=0))],
             "curve": {"thresholds": [float(t) for t in thresholds], "pck": [clean(v) for v in curve]},
@@ -143,7 +152,7 @@ def write_outputs(result: dict, out: Path) -> list[Path]:
 
 def evaluate(model_path: str | Path, dataset_path: str | Path, margin: float | None = None,
              min_joints: int | None = None, precision: str = "float32", batch: int = 16, log=None,
-             orientation: str = "auto") -> dict:
+             orientation: str = "auto", angle_offset: float = 0.0) -> dict:
     from cpm_core.dataset.formats import read_dataset
     from cpm_core.estimator import PoseEstimator
     from cpm_core.orientation import model_chirality, model_orientation
@@ -163,10 +172,11 @@ def evaluate(model_path: str | Path, dataset_path: str | Path, margin: float | N
     if orientation == "auto":
         orientation = "none" if model_orientation(card) != "upright" else (
             "palm" if model_chirality(card) == "canonical" else "search")
-    arrays = collect_predictions(estimator, ds, margin, min_joints, batch, log, orientation)
+    arrays = collect_predictions(estimator, ds, margin, min_joints, batch, log, orientation, angle_offset)
     result = score(arrays["pred"], arrays["gt"], arrays["labelled"], arrays["norm"], card.skeleton.joints)
     result.update({"model": str(model_path), "model_name": card.name, "dataset": str(dataset_path),
                    "margin": margin, "min_joints": min_joints, "precision": precision, "orientation": orientation,
+                   "angle_offset": float(angle_offset),
                    "card_pck": card.metrics.get("pck@0.2")})
     return result
 
@@ -196,8 +206,12 @@ def update_card(model_path: str | Path, result: dict, default_orientation: bool)
     card = ModelCard.read(card_path)
     per_joint = {r["joint"]: (None if r["pck"] is None or not math.isfinite(r["pck"]) else round(r["pck"], 4))
                  for r in result["per_joint"]}
+    if result.get("angle_offset"):
+        raise ValueError("an evaluation with an angle offset is a diagnostic; it does not go into the card")
     m = card.metrics
+    ci = [None if v is None else round(v, 4) for v in result.get("pck_ci95") or (None, None)]
     if default_orientation:
+        m["pck@0.2_ci95"] = ci
         m["pck@0.2"] = round(result["pck"], 4)
         m["pck_per_joint"] = per_joint
         m["epe_px"] = None if result["epe_px"] is None else round(result["epe_px"], 2)
@@ -213,6 +227,7 @@ def update_card(model_path: str | Path, result: dict, default_orientation: bool)
             m[joints_key] = per_joint
     which = "headline" if default_orientation else result["orientation"]
     m.setdefault("evaluations", {})[which] = {"dataset": str(result["dataset"]), "pck@0.2": round(result["pck"], 4),
+                                              "ci95": ci, "ci_block": result.get("ci_block"),
                                               "margin": result["margin"], "precision": result["precision"]}
     atomic_write_text(card_path, card.to_json())
     return card_path
@@ -227,8 +242,13 @@ def format_table(result: dict) -> str:
     mean_p = "-" if result["pck"] is None else f"{result['pck']:.4f}"
     mean_e = "-" if result["epe_px"] is None else f"{result['epe_px']:.2f}"
     lines.append(f"{'mean':<16} {mean_p:>8} {mean_e:>8} {result['labelled_joints']:>5}")
+    low, high = result.get("pck_ci95") or (None, None)
+    if low is not None and high is not None:
+        lines.append(f"95% interval of the mean PCK: {low:.3f} to {high:.3f} (bootstrap over runs of "
+                     f"{result['ci_block']} consecutive subjects: this data cannot tell the PCK from values inside it)")
     lines.append(f"{result['subjects']} subjects, crop margin {result['margin']:g}, "
                  f"orientation {result.get('orientation', 'none')}"
+                 + (f" turned {result['angle_offset']:+g} degrees" if result.get("angle_offset") else "")
                  + (f"; the card says PCK@0.2 {result['card_pck']}" if result.get("card_pck") is not None else ""))
     return "\n".join(lines)
 
@@ -249,6 +269,9 @@ def register(subparsers) -> None:
                         "upright ones, else none), palm (the palm detector's keypoints, search where it finds "
                         "none), search (the model alone), label (the labels: an oracle, for diagnosis), none "
                         "(axis-aligned)")
+    p.add_argument("--angle-offset", type=float, default=0.0,
+                   help="degrees added to every crop's angle (with --orientation label or none): how much the PCK "
+                        "depends on the exact angle; never written into the card")
     p.add_argument("--update-card", action="store_true",
                    help="write the result into the model card (headline PCK with the default orientation, else "
                         "the label-angle or model-alone numbers); for re-measuring after a pipeline change")
@@ -258,7 +281,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         result = evaluate(args.model, args.dataset, args.margin, args.min_joints, args.precision, args.batch,
-                          log=lambda m: print(m, file=sys.stderr), orientation=args.orientation)
+                          log=lambda m: print(m, file=sys.stderr), orientation=args.orientation,
+                          angle_offset=args.angle_offset)
     except Exception as exc:
         print(f"cpm eval: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return 1

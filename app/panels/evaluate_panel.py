@@ -127,7 +127,9 @@ class EvaluatePanel(QWidget):
         curve = result["curve"]
         self.curve.setData(curve["thresholds"], [np.nan if v is None else v for v in curve["pck"]])
         pck, epe = result.get("pck"), result.get("epe_px")
-        self.summary.setText(f"PCK@{result['threshold']:g}: {'-' if pck is None else f'{pck:.4f}'}   "
+        low, high = result.get("pck_ci95") or (None, None)
+        interval = f" (95% interval {low:.3f} to {high:.3f})" if low is not None and high is not None else ""
+        self.summary.setText(f"PCK@{result['threshold']:g}: {'-' if pck is None else f'{pck:.4f}'}{interval}   "
                              f"EPE: {'-' if epe is None else f'{epe:.2f}'} px   "
                              f"{result['subjects']} subjects, margin {result['margin']:g}")
         self.evaluated.emit(result)
