@@ -228,3 +228,34 @@ def test_random_erasing_paints_one_rectangle_of_the_asked_size():
         assert np.unique(out[painted].reshape(-1, 3), axis=0).shape[0] == 1  # in one colour
         sides += [h, w]
     assert 10 <= min(sides) and max(sides) <= 40 and max(sides) > 25
+
+
+def test_part_crops_add_one_close_view_per_subject():
+    """`data.part_crops`: each subject gains an entry cropped around one group of its joints (groups in turn),
+    which fills the training crop as a top-down crop around only those joints would; labels stay."""
+    from run_configs import TINY_COCO
+
+    from training.data import build_cache, load_datasets
+
+    ds = load_datasets([str(TINY_COCO)])
+    plain = build_cache(ds, 64, 1.5, 1.6)
+    fingers = ["thumb1", "thumb2", "thumb3", "thumb4"]
+    cache = build_cache(ds, 64, 1.5, 1.6, part_crops=[fingers, [0, 5, 9]])
+    n = len(plain)
+    assert n == 4 and len(cache) == 2 * n  # every fixture hand has its thumb and palm labelled
+    groups = [[1, 2, 3, 4], [0, 5, 9]]
+    for k in range(n):
+        full, part = 2 * k, 2 * k + 1
+        np.testing.assert_array_equal(cache.images[full], plain.images[k])
+        np.testing.assert_array_equal(cache.visibility[part], plain.visibility[k])  # labels kept
+        pts = cache.keypoints[part][groups[k % 2]]
+        extent = (pts.max(axis=0) - pts.min(axis=0)).max()
+        assert extent == pytest.approx(64 / 1.5, abs=0.5)  # the group spans margin-1 of the training crop
+        centre = (pts.max(axis=0) + pts.min(axis=0)) / 2
+        np.testing.assert_allclose(centre, (cache.images.shape[1] - 1) / 2, atol=1.0)
+    with pytest.raises(ValueError, match="no joint 'elbow'"):
+        build_cache(ds, 64, 1.5, 1.6, part_crops=[["wrist", "elbow"]])
+    with pytest.raises(ValueError, match="at least 2 joints"):
+        build_cache(ds, 64, 1.5, 1.6, part_crops=[["wrist"]])
+    with pytest.raises(ValueError, match="val_split"):
+        load_config(None, ["data.part_crops=[[0, 1]]", "data.val_split=0.2"])

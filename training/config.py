@@ -24,6 +24,9 @@ class DataConfig:
     min_joints: int = 3  # instances with fewer labelled joints are skipped
     orientation: str = "any"  # any | upright: crops rotated so the subject points up (see cpm_core.orientation)
     chirality: str = "any"  # any | canonical: upright hands mirrored so the thumb side is always on the left
+    # Groups of joints (names or indices): each training subject is also cached cropped around one group's
+    # joints (the groups taken in turn), e.g. head and shoulders, as a webcam shows a person.
+    part_crops: list = field(default_factory=list)
 
 
 @dataclass
@@ -176,4 +179,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             setattr(cfg, key, str(value))
         else:
             raise ValueError(f"unknown top-level setting {key!r} (sections: {', '.join(_SECTIONS)}, output, name)")
+    if cfg.data.part_crops and cfg.data.val_split > 0 and not cfg.data.val:
+        raise ValueError("data.part_crops with data.val_split would train on parts of the held-out subjects; "
+                         "give a separate data.val set")
+    if not isinstance(cfg.data.part_crops, list) or not all(isinstance(g, list) for g in cfg.data.part_crops):
+        raise ValueError("data.part_crops must be a list of joint lists, e.g. [[\"nose\", \"left_shoulder\", "
+                         "\"right_shoulder\"]]")
     return cfg

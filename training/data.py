@@ -91,8 +91,31 @@ def iter_subjects(ds: Dataset, min_joints: int = 3, log=None):
         yield sample, frame, usable
 
 
+def part_groups(skeleton: Skeleton, groups: list) -> list[np.ndarray]:
+    """`data.part_crops` as joint index arrays; names are looked up in the skeleton (ValueError if unknown)."""
+    out = []
+    for group in groups or []:
+        idx = []
+        for j in group:
+            if isinstance(j, str):
+                if j not in skeleton.joints:
+                    raise ValueError(f"data.part_crops: no joint {j!r} in skeleton {skeleton.name!r} "
+                                     f"(joints: {', '.join(skeleton.joints)})")
+                idx.append(skeleton.joints.index(j))
+            elif isinstance(j, int) and 0 <= j < skeleton.num_joints:
+                idx.append(j)
+            else:
+                raise ValueError(f"data.part_crops: {j!r} is neither a joint name nor an index below "
+                                 f"{skeleton.num_joints}")
+        if len(idx) < 2:
+            raise ValueError(f"data.part_crops: a group needs at least 2 joints, got {group!r}")
+        out.append(np.asarray(sorted(set(idx))))
+    return out
+
+
 def build_cache(ds: Dataset, input_size: int, margin: float, cache_scale: float, min_joints: int = 3,
-                log=None, orientation: str = "any", chirality: str = "any") -> SubjectCache:
+                log=None, orientation: str = "any", chirality: str = "any",
+                part_crops: list | None = None) -> SubjectCache:
     """Cut every subject with at least `min_joints` labelled joints out of its image.
 
     The cache crop has side margin * cache_scale * box side, at input_size * cache_scale pixels, so a training
@@ -101,6 +124,13 @@ def build_cache(ds: Dataset, input_size: int, margin: float, cache_scale: float,
     hands) points up; the augmentation's rotation then jitters around upright (subjects without the axis
     joints keep their image orientation). `chirality="canonical"` (upright crops only) also mirrors every
     hand whose thumb side would be on the right, so the model only ever sees one chirality.
+
+    `part_crops` (groups of joints, see `part_groups`): every subject also gets a second entry cropped around
+    one group's labelled joints (group k for the k-th subject, cyclically; skipped where fewer than
+    `min_joints` of the group are labelled or the part's box is the whole box). Why: a top-down crop is made
+    around what is labelled, and a person seen from the chest up has a box around head and shoulders, a close
+    view a full-body training set never shows (HRNet's half-body augmentation). Joints outside such a crop
+    keep their labels: their maps are all background, which teaches "not in view" rather than a guess.
     """
     if orientation not in ("any", "upright"):
         raise ValueError(f"data.orientation must be 'any' or 'upright', got {orientation!r}")
@@ -112,24 +142,36 @@ def build_cache(ds: Dataset, input_size: int, margin: float, cache_scale: float,
         from cpm_core.orientation import label_angle, label_mirror, orientation_axis
 
         orientation_axis(ds.skeleton)  # fail before decoding anything
+    groups = part_groups(ds.skeleton, part_crops)
     res = int(round(input_size * cache_scale))
     images, kps, vis, transforms, sizes, sources = [], [], [], [], [], []
+    subject = 0
     for sample, frame, usable in iter_subjects(ds, min_joints, log):
         for inst in usable:
             x, y, w, h = inst.bbox
-            box = CropBox.around(x, y, x + w, y + h, margin * cache_scale)
-            if orientation == "upright":
-                angle = label_angle(inst.keypoints, inst.visibility > 0, ds.skeleton) or 0.0
-                mirror = chirality == "canonical" and bool(
-                    label_mirror(inst.keypoints, inst.visibility > 0, ds.skeleton, angle))
-                box = CropBox(box.cx, box.cy, box.side, angle, mirror)
-            tr = CropTransform(box, res)
-            images.append(tr.apply(frame))
-            kps.append(tr.to_input(inst.keypoints))
-            vis.append(inst.visibility.copy())
-            transforms.append(tr)
-            sizes.append(max(w, h, 1.0))
-            sources.append(str(sample.image))
+            boxes = [(x, y, w, h)]
+            if groups:
+                group = groups[subject % len(groups)]
+                labelled = group[inst.visibility[group] > 0]
+                if len(labelled) >= min_joints:
+                    (x0, y0), (x1, y1) = inst.keypoints[labelled].min(axis=0), inst.keypoints[labelled].max(axis=0)
+                    if max(x1 - x0, y1 - y0) < 0.9 * max(w, h):
+                        boxes.append((x0, y0, x1 - x0, y1 - y0))
+            subject += 1
+            for bx, by, bw, bh in boxes:
+                box = CropBox.around(bx, by, bx + bw, by + bh, margin * cache_scale)
+                if orientation == "upright":
+                    angle = label_angle(inst.keypoints, inst.visibility > 0, ds.skeleton) or 0.0
+                    mirror = chirality == "canonical" and bool(
+                        label_mirror(inst.keypoints, inst.visibility > 0, ds.skeleton, angle))
+                    box = CropBox(box.cx, box.cy, box.side, angle, mirror)
+                tr = CropTransform(box, res)
+                images.append(tr.apply(frame))
+                kps.append(tr.to_input(inst.keypoints))
+                vis.append(inst.visibility.copy())
+                transforms.append(tr)
+                sizes.append(max(bw, bh, 1.0))
+                sources.append(str(sample.image))
     if not images:
         raise ValueError(f"no usable subjects (with >= {min_joints} labelled joints) in the dataset")
     return SubjectCache(np.stack(images), np.stack(kps).astype(np.float32), np.stack(vis).astype(np.int32),

@@ -133,7 +133,7 @@ def build_distill_data(cfg: RunConfig, teacher, log=None):
     offline = teacher.kind == "keypoints"
     hi = max(spec.input_size, teacher.input_size)
     cache = build_cache(train_ds, teacher.input_size if offline else spec.input_size, d.margin, d.cache_scale,
-                        d.min_joints, log, d.orientation, d.chirality)
+                        d.min_joints, log, d.orientation, d.chirality, d.part_crops)
     val_cache = None
     if d.val:
         val_cache = build_cache(load_datasets([cfg.resolve(p) for p in d.val]), hi, d.margin, d.cache_scale,

@@ -47,7 +47,7 @@ def build_data(cfg: RunConfig, spec_joints: int | None = None, log=None):
                          f"{train_ds.skeleton.num_joints} ({train_ds.skeleton.name})")
     d = cfg.data
     cache = build_cache(train_ds, spec.input_size, d.margin, d.cache_scale, d.min_joints, log, d.orientation,
-                        d.chirality)
+                        d.chirality, d.part_crops)
     val_cache = None
     if d.val:
         val_cache = build_cache(load_datasets([cfg.resolve(p) for p in d.val]), spec.input_size, d.margin,
