@@ -186,20 +186,26 @@ def test_bad_config_reports_error_event(tmp_path):
 
 def test_weight_average_is_what_gets_exported(tmp_path):
     """With train.ema the exported model holds the moving average of the weights, not the last step's (both
-    are in the final checkpoint: the model's variables and the optimiser's averages)."""
+    are in the final checkpoint: the model's variables and the optimiser's averages), and a short run's
+    average is of its trained weights: the momentum ramps up, so the random start does not linger in it (with
+    a fixed 0.998, 30 steps would leave 94% of the starting weights in the export)."""
+    from cpm_core.model_card import ModelCard
     from cpm_core.network import build_cpm
-    from cpm_core.weights import load_model
+    from cpm_core.weights import load_model, save_model
     from training.config import load_config as load
     from training.loop import make_optimizer, make_schedule
 
     cfg_path = write_config(tmp_path, 30)
-    proc = _cpm(["train", str(cfg_path), "--set", "train.ema=0.9", "--set", "train.eval_every=0"], ROOT)
+    cfg = load(str(cfg_path), ["train.ema=0.998"])
+    spec = cfg.model_spec(21)
+    start = build_cpm(spec, "float32")
+    save_model(start, ModelCard(spec=spec, skeleton=HAND_21), tmp_path / "start")
+    proc = _cpm(["train", str(cfg_path), "--set", "train.ema=0.998", "--set", "train.eval_every=0",
+                 "--set", f'model.init="{tmp_path / "start"}"'], ROOT)
     events = _events(proc)
     proc.wait(timeout=60)
     assert proc.returncode == 0, proc.stderr.read()
     exported, _ = load_model(events[-1]["model"])
-    cfg = load(str(cfg_path), ["train.ema=0.9"])
-    spec = cfg.model_spec(21)
     model = build_cpm(spec, "float32")
     optimizer = make_optimizer(cfg, make_schedule(cfg, cfg.train.steps))
     optimizer.build(model.trainable_variables)
@@ -212,6 +218,23 @@ def test_weight_average_is_what_gets_exported(tmp_path):
     got = [v.numpy() for v in exported.trainable_variables]
     assert all(np.allclose(g, a, atol=1e-6) for g, a in zip(got, averages))
     assert not all(np.allclose(g, r, atol=1e-6) for g, r in zip(got, raw))
+    init = [v.numpy() for v in start.trainable_variables]
+
+    def distance(a, b):
+        return float(np.sqrt(sum(np.sum((x - y) ** 2) for x, y in zip(a, b))))
+
+    # The average lies near the end of the path the weights took, not near its start.
+    assert distance(got, init) > 0.6 * distance(raw, init), (distance(got, init), distance(raw, init))
+
+
+def test_ema_momentum_ramps_up_to_its_target():
+    from training.loop import ema_momentum
+
+    assert ema_momentum(0.998, 0) == pytest.approx(0.1)
+    assert ema_momentum(0.998, 90) == pytest.approx(0.91)
+    assert ema_momentum(0.998, 10_000) == 0.998
+    values = [ema_momentum(0.998, t) for t in range(0, 6000, 50)]
+    assert values == sorted(values)
 
 
 def test_random_erasing_paints_one_rectangle_of_the_asked_size():

@@ -104,18 +104,35 @@ def make_schedule(cfg, total_steps: int):
     return sched
 
 
+def ema_momentum(target: float, step: int) -> float:
+    """The weight average's momentum at `step`: min(target, (1 + step) / (10 + step)).
+
+    Why: a fixed momentum m keeps m ** n of the initial (random) weights after n steps: 0.998 ** 1200 = 9%, and
+    the steps just after them weigh more still, so a short run exported weights whose heatmap peaks were a
+    fifth of its raw weights' (0.06 against 0.31, body model, 1200 steps). Ramping the momentum up, as
+    TensorFlow's ExponentialMovingAverage does with num_updates, averages over the steps so far while they
+    are few, and reaches the target after about 10 / (1 - target) steps (5000 for 0.998)."""
+    return min(float(target), (1.0 + step) / (10.0 + step))
+
+
 def make_optimizer(cfg, schedule):
     t = cfg.train
     if not 0.0 <= t.ema < 1.0:
         raise ValueError(f"train.ema must be in [0, 1) (0: off), got {t.ema}")
+    # The momentum is a variable the loop ramps up step by step (see ema_momentum); Keras reads it at every update.
     ema = {"use_ema": True, "ema_momentum": t.ema} if t.ema > 0 else {}
     if t.optimizer == "adam":
-        return keras.optimizers.Adam(schedule, **ema)
-    if t.optimizer == "adamw":
-        return keras.optimizers.AdamW(schedule, weight_decay=t.weight_decay, **ema)
-    if t.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(schedule, **ema)
-    raise ValueError(f"unknown optimizer {t.optimizer!r} (adam, adamw, rmsprop)")
+        opt = keras.optimizers.Adam(schedule, **ema)
+    elif t.optimizer == "adamw":
+        opt = keras.optimizers.AdamW(schedule, weight_decay=t.weight_decay, **ema)
+    elif t.optimizer == "rmsprop":
+        opt = keras.optimizers.RMSprop(schedule, **ema)
+    else:
+        raise ValueError(f"unknown optimizer {t.optimizer!r} (adam, adamw, rmsprop)")
+    if t.ema > 0:
+        opt.ema_momentum = tf.Variable(ema_momentum(t.ema, 0), dtype=tf.float32, trainable=False,
+                                       name="ema_momentum")
+    return opt
 
 
 def swap_ema(model: keras.Model, optimizer) -> None:
@@ -282,6 +299,8 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
 
     try:
         while step < total and not stop.is_set():
+            if cfg.train.ema > 0:
+                optimizer.ema_momentum.assign(ema_momentum(cfg.train.ema, step))
             per_stage = train_step(iterator).numpy()
             step += 1
             step_var.assign(step)
