@@ -158,13 +158,14 @@ def build_cache(ds: Dataset, input_size: int, margin: float, cache_scale: float,
                     if max(x1 - x0, y1 - y0) < 0.9 * max(w, h):
                         boxes.append((x0, y0, x1 - x0, y1 - y0))
             subject += 1
+            angle, mirror = 0.0, False
+            if orientation == "upright":
+                angle = label_angle(inst.keypoints, inst.visibility > 0, ds.skeleton) or 0.0
+                mirror = chirality == "canonical" and bool(
+                    label_mirror(inst.keypoints, inst.visibility > 0, ds.skeleton, angle))
             for bx, by, bw, bh in boxes:
                 box = CropBox.around(bx, by, bx + bw, by + bh, margin * cache_scale)
-                if orientation == "upright":
-                    angle = label_angle(inst.keypoints, inst.visibility > 0, ds.skeleton) or 0.0
-                    mirror = chirality == "canonical" and bool(
-                        label_mirror(inst.keypoints, inst.visibility > 0, ds.skeleton, angle))
-                    box = CropBox(box.cx, box.cy, box.side, angle, mirror)
+                box = CropBox(box.cx, box.cy, box.side, angle, mirror)
                 tr = CropTransform(box, res)
                 images.append(tr.apply(frame))
                 kps.append(tr.to_input(inst.keypoints))
