@@ -12,12 +12,19 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from cpm_core.heatmaps import decode_heatmaps, grid_to_input, stage_peak_confidence
 from cpm_core.model_card import ModelCard
-from cpm_core.network import cpu_has_fast_bfloat16, with_precision
+from cpm_core.network import cpu_has_fast_bfloat16
 from cpm_core.preprocess import CropBox, CropTransform
+from cpm_core.runtimes import (
+    RUNTIMES,
+    Runtime,
+    TensorFlowRuntime,
+    choose_runtime,
+    make_runtime,
+    runtime_available,
+)
 
 
 @dataclass
@@ -46,31 +53,45 @@ class PoseResult:
 class PoseEstimator:
     """Runs one CPM on frames. Not thread-safe: give each thread its own estimator or serialise calls."""
 
-    def __init__(self, model: keras.Model, card: ModelCard, warm_up: bool = True, precision: str = "auto"):
+    def __init__(self, model: keras.Model, card: ModelCard, warm_up: bool = True, precision: str = "auto",
+                 runtime: str | Runtime = "auto"):
         """`precision`: 'float32', 'bfloat16', or 'auto' (bfloat16 where the CPU has AMX tiles; heatmaps then
-        differ from float32 by about 1% of their range, far below what moves a peak)."""
+        differ from float32 by about 1% of their range, far below what moves a peak).
+
+        `runtime`: 'tensorflow', 'tflite', 'tflite-int8' (needs calibration: use `cpm export --int8`),
+        'onnxruntime', a ready `cpm_core.runtimes` adaptor, or 'auto': with `precision='auto'`, the fastest
+        runtime whose heatmaps match TensorFlow's (`cpm_core.runtimes.choose_runtime`: TensorFlow bfloat16 on AMX
+        CPUs, else ONNX Runtime, TFLite/XNNPACK, TensorFlow, the first that is installed and matches). An
+        explicit precision asks for TensorFlow's own numbers at that precision (evaluation, training, the
+        card's PCK), so 'auto' then keeps TensorFlow. A named runtime whose package is missing falls back to
+        TensorFlow silently."""
+        explicit = precision != "auto"
         if precision == "auto":
             precision = "bfloat16" if cpu_has_fast_bfloat16() else "float32"
-        self.precision = precision
         self.card = card
         self.spec = card.spec
-        self.model = with_precision(model, card.spec, precision)
+        self._keras = model
+        if not isinstance(runtime, str):
+            self.runtime = runtime
+        elif runtime == "auto":
+            self.runtime = (TensorFlowRuntime(model, card, precision) if explicit
+                            else choose_runtime(model, card, precision))
+        elif runtime == "tensorflow" or not runtime_available(runtime):
+            if runtime not in RUNTIMES:
+                raise ValueError(f"unknown runtime {runtime!r} ({', '.join(RUNTIMES)}, auto)")
+            self.runtime = TensorFlowRuntime(model, card, precision)
+        else:
+            self.runtime = make_runtime(runtime, model, card, precision)
+        self.precision = self.runtime.precision
         s = self.spec.input_size
-        norm = card.normalisation
-        scale, offset, rgb = np.float32(norm.scale), np.float32(norm.offset), norm.channels == "RGB"
-
-        def forward(images: tf.Tensor) -> tf.Tensor:
-            x = tf.cast(images, tf.float32)
-            if rgb:
-                x = x[..., ::-1]
-            return tf.cast(self.model(x * scale + offset, training=False), tf.float32)
-
-        self._single = tf.function(forward, input_signature=[tf.TensorSpec([1, s, s, 3], tf.uint8)],
-                                   reduce_retracing=True)
-        self._batched = tf.function(forward, input_signature=[tf.TensorSpec([None, s, s, 3], tf.uint8)])
-        self._graphs: dict[bool, object] = {}
         if warm_up:
             self.run_raw(np.full((1, s, s, 3), 128, np.uint8))
+
+    @property
+    def model(self) -> keras.Model:
+        """The Keras model that computes the heatmaps (at bfloat16 in TensorFlow, its bfloat16 clone); what
+        saving and the app's model handling use, whichever runtime runs it."""
+        return self.runtime.model if isinstance(self.runtime, TensorFlowRuntime) else self._keras
 
     @classmethod
     def from_path(cls, path: str | Path, **kwargs) -> PoseEstimator:
@@ -94,18 +115,8 @@ class PoseEstimator:
         return CropTransform(crop or CropBox.letterbox(w, h), self.spec.input_size)
 
     def run_raw(self, images: np.ndarray) -> np.ndarray:
-        """(N, S, S, 3) uint8 BGR crops -> (N, stages, h, w, C) heatmaps."""
-        images = np.ascontiguousarray(images, dtype=np.uint8)
-        return self._graph(len(images) == 1)(tf.constant(images)).numpy()
-
-    def _graph(self, single: bool):
-        """The traced graph for one image or a batch, traced on first use. Calling it directly skips
-        tf.function's dispatch: about 0.4 ms less interpreter time a call, time the app's other threads would
-        otherwise wait for (bench/pipeline.py)."""
-        graph = self._graphs.get(single)
-        if graph is None:
-            graph = self._graphs[single] = (self._single if single else self._batched).get_concrete_function()
-        return graph
+        """(N, S, S, 3) uint8 BGR crops -> (N, stages, h, w, C) heatmaps, through the chosen runtime."""
+        return self.runtime.run(np.ascontiguousarray(images, dtype=np.uint8))
 
     def _result(self, heatmaps: np.ndarray, transform: CropTransform, timings: dict) -> PoseResult:
         t = time.perf_counter()
@@ -139,7 +150,7 @@ class PoseEstimator:
                                                                    crops[i:i + batch_size])]
             images = np.stack([tr.apply(f) for tr, f in zip(transforms, frames[i:i + batch_size])])
             t1 = time.perf_counter()
-            heatmaps = self._graph(False)(tf.constant(images)).numpy()
+            heatmaps = self.run_raw(images)
             t2 = time.perf_counter()
             n = len(images)
             for tr, hm in zip(transforms, heatmaps):
