@@ -6,7 +6,6 @@ is loaded into the model it describes rather than into one the user has to guess
 
 from __future__ import annotations
 
-import pickle
 import re
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 from cpm_core.spec import ModelSpec
 from cpm_core.weights.assign import LayerArrays
 from cpm_core.weights.errors import WeightsError
+from cpm_core.weights.restricted_pickle import load_data_pickle
 
 _TRUNK_COMMON = ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3", "conv3_4"]
 HAND_NAMES = {
@@ -35,15 +35,23 @@ _MCONV = re.compile(r"^Mconv(\d+)_stage(\d+)$")
 
 
 def read_pkl(path: str | Path) -> dict[str, np.ndarray]:
-    try:
-        with open(path, "rb") as f:
-            data = pickle.load(f, encoding="latin1")
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, ValueError) as exc:
-        raise WeightsError(f"{path}: not a readable pickle of CPM weights ({exc.__class__.__name__}: {exc})") \
-            from exc
+    """The file's dict of layer name -> array, read as data only (`load_data_pickle`): a `.pkl` from the web
+    must not be able to run code, and any malformed file gives one `WeightsError` line naming it."""
+    data = load_data_pickle(path)
     if not isinstance(data, dict) or not data:
         raise WeightsError(f"{path}: expected a dict of layer name -> array, got {type(data).__name__}")
-    return {str(k): np.asarray(v) for k, v in data.items()}
+    out: dict[str, np.ndarray] = {}
+    for k, v in data.items():
+        arr = v if isinstance(v, np.ndarray) else None
+        if arr is None:
+            try:
+                arr = np.asarray(v)
+            except (ValueError, TypeError) as exc:
+                raise WeightsError(f"{path}: entry {str(k)[:60]!r} is not an array ({exc})") from None
+        if arr.dtype.kind not in "biufc":
+            raise WeightsError(f"{path}: entry {str(k)[:60]!r} is not a numeric array (dtype {arr.dtype})")
+        out[str(k)] = arr
+    return out
 
 
 def pkl_layer_arrays(raw: dict[str, np.ndarray], source: str) -> tuple[LayerArrays, str]:
