@@ -74,6 +74,28 @@ class AugmentConfig:
     noise: float = 4.0  # max standard deviation of added pixel noise (0-255 scale)
     erase: float = 0.0  # probability of painting over a random rectangle (random erasing): joints stay labelled
     erase_size: float = 0.4  # largest side of that rectangle as a fraction of the crop side (smallest: a tenth)
+    # Copy-paste (issue #17): a model trained on a few scenes learns the scenes; cutting the subject out (a soft
+    # mask around its joints) and blending it onto other scenes makes the hand the only constant.
+    backgrounds: list = field(default_factory=list)  # subject-free images: folders and/or files, relative to
+    # the config file; loaded once, small, into memory
+    paste_background: float = 0.0  # probability of blending the subject onto a random crop of a background
+    paste_subject: float = 0.0  # probability of blending it onto a random crop of another training subject's crop
+    paste_mask: str = "hull"  # hull: the joints' convex hull, dilated and feathered | box: their bounding box
+    mask_dilate: float = 0.12  # mask dilation, as a fraction of the subject's size (its joints' extent)
+    mask_feather: float = 0.06  # Gaussian sigma of the mask's soft edge, same unit
+    # Other hands as occluders / distractors: another subject's masked hand pasted over the crop, off-centre;
+    # the main subject keeps its labels (like erase), the pasted hand gets none.
+    occluder: float = 0.0  # probability
+    occluder_scale: tuple[float, float] = (0.6, 1.1)  # its size relative to the main subject at scale 1
+    occluder_shift: tuple[float, float] = (0.3, 0.6)  # its centre's distance from the crop centre (crop sides)
+    # Camera degradations the training scenes lack.
+    motion_blur: float = 0.0  # probability of a motion blur (a line kernel in one of 8 directions)
+    defocus_blur: float = 0.0  # probability of a defocus blur (a disc kernel)
+    blur_size: int = 9  # longest motion kernel / widest disc, in input pixels (odd)
+    jpeg: float = 0.0  # probability of JPEG re-encoding artefacts
+    jpeg_quality: tuple[float, float] = (20.0, 90.0)  # quality range of that re-encoding
+    hue: float = 0.0  # max |hue rotation| in degrees (skin tones, lighting colour)
+    channel_gain: float = 0.0  # max per-channel gain change (each of B, G, R scaled by 1 +- this)
 
 
 @dataclass
@@ -133,7 +155,7 @@ def _coerce(cls, key: str, value: Any, where: str) -> Any:
         return float(value)
     if isinstance(default, tuple):
         return tuple(float(v) for v in value)
-    if key in ("train", "val") and isinstance(value, str):
+    if key in ("train", "val", "backgrounds") and isinstance(value, str):
         return [value]
     return value
 
@@ -179,6 +201,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             setattr(cfg, key, str(value))
         else:
             raise ValueError(f"unknown top-level setting {key!r} (sections: {', '.join(_SECTIONS)}, output, name)")
+    _check_augment(cfg)
     if cfg.data.part_crops and cfg.data.val_split > 0 and not cfg.data.val:
         raise ValueError("data.part_crops with data.val_split would train on parts of the held-out subjects; "
                          "give a separate data.val set")
@@ -186,3 +209,26 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise ValueError("data.part_crops must be a list of joint lists, e.g. [[\"nose\", \"left_shoulder\", "
                          "\"right_shoulder\"]]")
     return cfg
+
+
+def _check_augment(cfg: RunConfig) -> None:
+    """Validate the copy-paste and degradation settings and resolve `augment.backgrounds` against the config's
+    folder now, because the training code hands the AugmentConfig on without the RunConfig."""
+    a = cfg.augment
+    if not isinstance(a.backgrounds, list) or not all(isinstance(b, str) for b in a.backgrounds):
+        raise ValueError("augment.backgrounds must be a list of folders or image files")
+    a.backgrounds = [cfg.resolve(b) for b in a.backgrounds]
+    for name in ("paste_background", "paste_subject", "occluder", "motion_blur", "defocus_blur", "jpeg"):
+        if not 0.0 <= getattr(a, name) <= 1.0:
+            raise ValueError(f"augment.{name} is a probability (0 to 1), got {getattr(a, name)}")
+    if a.paste_background + a.paste_subject > 1.0:
+        raise ValueError("augment.paste_background + augment.paste_subject must be at most 1 (one scene per crop)")
+    if a.paste_background > 0 and not a.backgrounds:
+        raise ValueError("augment.paste_background needs augment.backgrounds (folders or files of images)")
+    if a.paste_mask not in ("hull", "box"):
+        raise ValueError(f"augment.paste_mask must be 'hull' or 'box', got {a.paste_mask!r}")
+    if a.blur_size < 3 or a.blur_size % 2 == 0:
+        raise ValueError(f"augment.blur_size must be an odd number >= 3, got {a.blur_size}")
+    lo, hi = a.jpeg_quality
+    if not 1 <= lo <= hi <= 100:
+        raise ValueError(f"augment.jpeg_quality must be [low, high] within 1-100, got {list(a.jpeg_quality)}")

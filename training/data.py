@@ -4,12 +4,19 @@ Decoding a 960-pixel JPEG costs more than a training step of a small CPM on two 
 subject is cut out once (with room to rotate, zoom and shift) into an in-memory uint8 cache. Augmentation
 (one projective warp for rotation, scale, shift and flip, plus colour jitter) and the Gaussian targets run
 inside tf.data with parallel calls and prefetching, so the model is not kept waiting.
+
+A model trained on a handful of scenes learns the scenes (issue #17), so the pipeline can also cut each subject
+out with a soft mask (precomputed per subject with the cache) and blend it onto other scenes (background images
+loaded once, or other subjects' crops), paste other subjects' hands over it as unlabelled distractors, and add
+the camera's faults the training videos lack (motion and defocus blur, JPEG artefacts, colour casts). Each is
+off by default; when all are off the pipeline builds exactly the graph it always did.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -25,7 +32,11 @@ from training.config import AugmentConfig
 @dataclass
 class SubjectCache:
     """Cropped subjects: images (N, R, R, 3) uint8 BGR, keypoints (N, J, 2) in cache pixels, visibility (N, J),
-    the crop transforms (to map predictions back to the original images) and box sizes in original pixels."""
+    the crop transforms (to map predictions back to the original images) and box sizes in original pixels.
+
+    `masks` (N, R, R) uint8 are the subjects' soft cut-out masks for copy-paste (see `subject_masks`), made
+    with `mask_params` = (shape, dilate, feather); None where a cache was made without them (the pipeline then
+    builds them when it needs them)."""
 
     images: np.ndarray
     keypoints: np.ndarray
@@ -34,6 +45,8 @@ class SubjectCache:
     box_sizes: np.ndarray
     sources: list[str]
     skeleton: Skeleton
+    masks: np.ndarray | None = None
+    mask_params: tuple | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -41,7 +54,86 @@ class SubjectCache:
     def subset(self, idx: np.ndarray) -> SubjectCache:
         return SubjectCache(self.images[idx], self.keypoints[idx], self.visibility[idx],
                             [self.transforms[i] for i in idx], self.box_sizes[idx], [self.sources[i] for i in idx],
-                            self.skeleton)
+                            self.skeleton, None if self.masks is None else self.masks[idx], self.mask_params)
+
+
+def subject_masks(keypoints: np.ndarray, visibility: np.ndarray, res: int, shape: str = AugmentConfig.paste_mask,
+                  dilate: float = AugmentConfig.mask_dilate,
+                  feather: float = AugmentConfig.mask_feather) -> np.ndarray:
+    """Soft masks (N, res, res) uint8 (255 = subject) around each subject's labelled joints.
+
+    Joints are points on the skeleton's axis, so their convex hull misses the fingers' and palm's width: the hull
+    (or the joints' bounding box, `shape="box"`) is grown by `dilate` x the subject's size (the longer side of
+    its joints' extent) and its edge softened by a Gaussian of sigma `feather` x that size, so a pasted subject
+    carries a thin rim of its own scene instead of a hard cut-out edge the net could learn to look for.
+    A subject without labelled joints gets a full mask (pasting it changes nothing)."""
+    import cv2
+
+    if shape not in ("hull", "box"):
+        raise ValueError(f"mask shape must be 'hull' or 'box', got {shape!r}")
+    out = np.empty((len(keypoints), res, res), np.uint8)
+    for n, (kp, vis) in enumerate(zip(keypoints, visibility)):
+        pts = np.asarray(kp, np.float64)[np.asarray(vis) > 0]
+        if len(pts) == 0:
+            out[n] = 255
+            continue
+        size = max(float(np.ptp(pts, axis=0).max()), 0.1 * res)
+        grow = dilate * size
+        canvas = np.zeros((res, res), np.uint8)
+        if shape == "box":
+            (x0, y0), (x1, y1) = pts.min(axis=0) - grow, pts.max(axis=0) + grow
+            cv2.rectangle(canvas, (round(x0), round(y0)), (round(x1), round(y1)), 255, -1)
+        else:
+            hull = cv2.convexHull(np.round(pts * 16).astype(np.int32))
+            cv2.fillConvexPoly(canvas, hull, 255, cv2.LINE_AA, 4)
+            if grow >= 0.5:  # a thick outline with round ends = the hull grown by a disc (Minkowski sum)
+                cv2.polylines(canvas, [hull], True, 255, max(1, round(2 * grow)), cv2.LINE_AA, 4)
+        if feather > 0:
+            canvas = cv2.GaussianBlur(canvas, (0, 0), max(feather * size, 0.5))
+        out[n] = canvas
+    return out
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def load_backgrounds(paths: list[str], size: int) -> np.ndarray:
+    """Background images (B, size, size, 3) uint8 BGR from folders (searched recursively) and files.
+
+    Each is resized (area) so its shorter side is `size` and cut to its central square, once: the pipeline
+    then only takes random crops, so 400 backgrounds cost about 400 x size^2 x 3 bytes of memory and no
+    decoding during training. A missing path, a folder without images, or no readable image at all is an
+    error (a typo would otherwise silently train without backgrounds)."""
+    import cv2
+
+    files: list[Path] = []
+    for entry in paths:
+        p = Path(entry)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+            if not found:
+                raise ValueError(f"augment.backgrounds: {p} has no images ({', '.join(IMAGE_SUFFIXES)})")
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise ValueError(f"augment.backgrounds: {p} does not exist")
+    if not files:
+        raise ValueError("augment.backgrounds: no folders or files given")
+    out = []
+    for f in files:
+        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        if img is None:
+            continue
+        h, w = img.shape[:2]
+        k = size / min(h, w)
+        img = cv2.resize(img, (max(size, round(w * k)), max(size, round(h * k))), interpolation=cv2.INTER_AREA)
+        h, w = img.shape[:2]
+        y0, x0 = (h - size) // 2, (w - size) // 2
+        out.append(img[y0:y0 + size, x0:x0 + size])
+    if not out:
+        raise ValueError(f"augment.backgrounds: none of the {len(files)} files could be read as an image")
+    return np.stack(out)
 
 
 def load_datasets(paths: list[str]) -> Dataset:
@@ -115,7 +207,9 @@ def part_groups(skeleton: Skeleton, groups: list) -> list[np.ndarray]:
 
 def build_cache(ds: Dataset, input_size: int, margin: float, cache_scale: float, min_joints: int = 3,
                 log=None, orientation: str = "any", chirality: str = "any",
-                part_crops: list | None = None) -> SubjectCache:
+                part_crops: list | None = None, mask: str = AugmentConfig.paste_mask,
+                mask_dilate: float = AugmentConfig.mask_dilate,
+                mask_feather: float = AugmentConfig.mask_feather) -> SubjectCache:
     """Cut every subject with at least `min_joints` labelled joints out of its image.
 
     The cache crop has side margin * cache_scale * box side, at input_size * cache_scale pixels, so a training
@@ -131,6 +225,9 @@ def build_cache(ds: Dataset, input_size: int, margin: float, cache_scale: float,
     around what is labelled, and a person seen from the chest up has a box around head and shoulders, a close
     view a full-body training set never shows (HRNet's half-body augmentation). Joints outside such a crop
     keep their labels: their maps are all background, which teaches "not in view" rather than a guess.
+
+    Every entry also gets its soft copy-paste mask (`subject_masks` with `mask`, `mask_dilate`,
+    `mask_feather`), made here once rather than per training crop.
     """
     if orientation not in ("any", "upright"):
         raise ValueError(f"data.orientation must be 'any' or 'upright', got {orientation!r}")
@@ -175,8 +272,10 @@ def build_cache(ds: Dataset, input_size: int, margin: float, cache_scale: float,
                 sources.append(str(sample.image))
     if not images:
         raise ValueError(f"no usable subjects (with >= {min_joints} labelled joints) in the dataset")
-    return SubjectCache(np.stack(images), np.stack(kps).astype(np.float32), np.stack(vis).astype(np.int32),
-                        transforms, np.asarray(sizes, np.float32), sources, ds.skeleton)
+    kps_arr, vis_arr = np.stack(kps).astype(np.float32), np.stack(vis).astype(np.int32)
+    masks = subject_masks(kps_arr, vis_arr, res, mask, mask_dilate, mask_feather)
+    return SubjectCache(np.stack(images), kps_arr, vis_arr, transforms, np.asarray(sizes, np.float32), sources,
+                        ds.skeleton, masks, (mask, mask_dilate, mask_feather))
 
 
 def _gaussian_targets(grid_xy: tf.Tensor, visible: tf.Tensor, size: int, sigma: float) -> tf.Tensor:
@@ -212,12 +311,111 @@ def _erase_rectangle(image: tf.Tensor, max_fraction: float) -> tf.Tensor:
     return tf.where(inside[..., None], colour, image)
 
 
+def blur_kernels(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pre-built blur kernels, all (size, size) float32 summing to 1: motion lines (lengths 3 to `size`, 8
+    directions) and defocus discs (diameters 3 to `size`). The pipeline picks one by index and runs one depthwise
+    convolution, far cheaper than drawing a kernel per crop."""
+    import cv2
+
+    c = (size - 1) / 2.0
+    motion = []
+    for length in range(3, size + 1, 2):
+        for k in range(8):
+            a = math.pi * k / 8
+            dx, dy = (length - 1) / 2 * math.cos(a), (length - 1) / 2 * math.sin(a)
+            ker = np.zeros((size * 8, size * 8), np.float32)  # drawn at 8x (sub-pixel shift 3) and averaged down
+            p0 = (round((c - dx + 0.5) * 64) - 32, round((c - dy + 0.5) * 64) - 32)
+            p1 = (round((c + dx + 0.5) * 64) - 32, round((c + dy + 0.5) * 64) - 32)
+            cv2.line(ker, p0, p1, 1.0, 8, cv2.LINE_AA, 3)
+            ker = cv2.resize(ker, (size, size), interpolation=cv2.INTER_AREA)
+            motion.append(ker / ker.sum())
+    defocus = []
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) - c
+    for diameter in range(3, size + 1, 2):
+        r = diameter / 2.0
+        ker = np.clip(r + 0.5 - np.hypot(xx, yy), 0.0, 1.0)  # anti-aliased disc
+        defocus.append(ker / ker.sum())
+    return np.stack(motion).astype(np.float32), np.stack(defocus).astype(np.float32)
+
+
+def _blur(image: tf.Tensor, kernels: tf.Tensor) -> tf.Tensor:
+    """Convolve an (S, S, 3) float image with one of `kernels` (K, k, k), edges reflected (no dark rim)."""
+    k = kernels.shape[1]
+    ker = tf.gather(kernels, tf.random.uniform([], 0, kernels.shape[0], tf.int32))
+    ker = tf.tile(ker[:, :, None, None], [1, 1, 3, 1])
+    padded = tf.pad(image[None], [[0, 0], [k // 2, k // 2], [k // 2, k // 2], [0, 0]], mode="REFLECT")
+    return tf.nn.depthwise_conv2d(padded, ker, [1, 1, 1, 1], "VALID")[0]
+
+
+def _colour_cast(image: tf.Tensor, max_hue_deg: float, max_gain: float) -> tf.Tensor:
+    """A small hue rotation about the grey axis (the luminance-preserving matrix of CSS's hue-rotate) times a
+    per-channel gain: other skin tones and lighting colours for one 3x3 matrix product per pixel."""
+    h = tf.random.uniform([], -max_hue_deg, max_hue_deg) * (math.pi / 180.0)
+    c, s = tf.cos(h), tf.sin(h)
+    lr, lg, lb = 0.213, 0.715, 0.072
+    rgb = tf.reshape(tf.stack([
+        lr + c * (1 - lr) - s * lr, lg - c * lg - s * lg, lb - c * lb + s * (1 - lb),
+        lr - c * lr + s * 0.143, lg + c * (1 - lg) + s * 0.140, lb - c * lb - s * 0.283,
+        lr - c * lr - s * (1 - lr), lg - c * lg + s * lg, lb + c * (1 - lb) + s * lb]), [3, 3])
+    bgr = tf.reverse(tf.reverse(rgb, [0]), [1])  # the same matrix for B, G, R channel order
+    gain = tf.random.uniform([3], 1.0 - max_gain, 1.0 + max_gain)
+    m = gain[:, None] * bgr
+    return tf.tensordot(image, tf.transpose(m), axes=1)
+
+
+def _jpeg(image: tf.Tensor, quality: tuple[float, float]) -> tf.Tensor:
+    """Re-encode the (S, S, 3) float BGR image as a JPEG of random quality: blocking, ringing and chroma loss
+    as webcams and phone videos have them (encoded in RGB order, as a real camera would)."""
+    q = tf.random.uniform([], int(quality[0]), int(quality[1]) + 1, tf.int32)
+    rgb = tf.cast(tf.round(tf.reverse(tf.clip_by_value(image, 0.0, 255.0), [-1])), tf.uint8)
+    out = tf.image.adjust_jpeg_quality(rgb, q)
+    return tf.reverse(tf.cast(out, tf.float32), [-1])
+
+
+def _warp(images: tf.Tensor, matrix: tf.Tensor, size: int) -> tf.Tensor:
+    """One bilinear projective warp of a (H, W, C) float image: output (u, v) -> input (matrix . (u, v, 1));
+    outside the input reads 128 (grey; 0 once the mask channel is decoded, see `_with_mask`)."""
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images[None], transforms=matrix[None], output_shape=[size, size], fill_value=128.0,
+        interpolation="BILINEAR", fill_mode="CONSTANT")[0]
+
+
+def _with_mask(image: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """Image (R, R, 3) uint8 and mask (R, R) uint8 as one float (R, R, 4), the mask stored as 128 * (1 - m) so
+    the warp's fill value (128) reads as mask 0 outside the cache crop; the warp is linear, so decoding after
+    it (`1 - c / 128`) gives the warped mask exactly."""
+    m = tf.cast(mask, tf.float32) / 255.0
+    return tf.concat([tf.cast(image, tf.float32), (128.0 * (1.0 - m))[..., None]], axis=-1)
+
+
+def _split_mask(warped: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    return warped[..., :3], tf.clip_by_value(1.0 - warped[..., 3:] / 128.0, 0.0, 1.0)
+
+
+def _random_crop_matrix(src_size: int, out_size: int, min_fraction: float = 0.35) -> tf.Tensor:
+    """Output -> source matrix of a random square crop (side min_fraction to all of a `src_size` square,
+    anywhere inside it), mirrored half the time: a different scene view from each background."""
+    frac = tf.random.uniform([], min_fraction, 1.0)
+    side = frac * src_size
+    x0 = tf.random.uniform([], 0.0, 1.0) * (src_size - side)
+    y0 = tf.random.uniform([], 0.0, 1.0) * (src_size - side)
+    a = side / out_size
+    mirror = tf.random.uniform([]) < 0.5
+    ax = tf.where(mirror, -a, a)
+    tx = tf.where(mirror, x0 + side - 0.5 * a - 0.5, x0 + 0.5 * a - 0.5)  # pixel centres to pixel centres
+    ty = y0 + 0.5 * a - 0.5
+    return tf.stack([ax, 0.0, tx, 0.0, a, ty, 0.0, 0.0])
+
+
 def make_pipeline(cache: SubjectCache, input_size: int, stride: int, batch: int, augment: AugmentConfig | None,
                   cache_scale: float, sigma: float = 1.0, shuffle: bool = True, repeat: bool = True,
                   seed: int = 0) -> tf.data.Dataset:
     """Batches of (normalised images (B, S, S, 3), targets (B, h, w, J+1), loss mask (B, J+1)).
 
     Images are normalised as x / 256 - 0.5 in BGR order, the port's convention our model cards record.
+    With copy-paste or occluders on, the subjects are held once as tensors and picked by index (the main one
+    from a shuffled index stream, the pasted ones at random), so no second copy of the cache sits in a shuffle
+    buffer; with them off the pipeline is the plain one (slices of the cache, shuffled).
     """
     res = cache.images.shape[1]
     grid = input_size // stride
@@ -228,8 +426,78 @@ def make_pipeline(cache: SubjectCache, input_size: int, stride: int, batch: int,
     base_side = res / cache_scale  # training crop side, in cache pixels, at scale 1
     centre_c = (res - 1) / 2.0
     centre_o = (input_size - 1) / 2.0
+    a_cfg = augment if augment is not None else AugmentConfig()
+    paste_bg = augment is not None and a_cfg.paste_background > 0
+    paste_subject = augment is not None and a_cfg.paste_subject > 0
+    occlude = augment is not None and a_cfg.occluder > 0
+    use_pool = paste_bg or paste_subject or occlude
+    motion_k = defocus_k = None
+    if augment is not None and (a_cfg.motion_blur > 0 or a_cfg.defocus_blur > 0):
+        motion_np, defocus_np = blur_kernels(int(a_cfg.blur_size))
+        motion_k, defocus_k = tf.constant(motion_np), tf.constant(defocus_np)
+    if use_pool:
+        params = (a_cfg.paste_mask, a_cfg.mask_dilate, a_cfg.mask_feather)
+        masks = cache.masks
+        if masks is None or cache.mask_params != params:
+            masks = subject_masks(cache.keypoints, cache.visibility, res, *params)
+        pool_images = tf.constant(cache.images)
+        pool_masks = tf.constant(masks)
+        pool_kp = tf.constant(cache.keypoints)
+        pool_vis = tf.constant(cache.visibility)
+        n_pool = len(cache)
+    if paste_bg:
+        bg_size = max(int(round(1.5 * input_size)), 32)
+        backgrounds = tf.constant(load_backgrounds(list(a_cfg.backgrounds), bg_size))
+        n_bg = int(backgrounds.shape[0])
 
-    def transform(image, kp, vis):
+    def composite(warped, m):
+        """Blend the warped subject (mask m) onto a random scene: a background image's crop or another
+        subject's crop, with the configured probabilities (else unchanged; the grey fill stays)."""
+        u = tf.random.uniform([])
+
+        def onto_background():
+            bg = tf.cast(tf.gather(backgrounds, tf.random.uniform([], 0, n_bg, tf.int32)), tf.float32)
+            return _warp(bg, _random_crop_matrix(bg_size, input_size), input_size)
+
+        def onto_subject():
+            other = tf.cast(tf.gather(pool_images, tf.random.uniform([], 0, n_pool, tf.int32)), tf.float32)
+            return _warp(other, _random_crop_matrix(res, input_size), input_size)
+
+        p_bg = a_cfg.paste_background if paste_bg else 0.0
+        p_sub = a_cfg.paste_subject if paste_subject else 0.0
+        branches = [lambda: warped]
+        if paste_bg:
+            branches.append(lambda: m * warped + (1.0 - m) * onto_background())
+        if paste_subject:
+            branches.append(lambda: m * warped + (1.0 - m) * onto_subject())
+        # u below p_bg: a background; then, below p_bg + p_sub: another subject's crop; else neither.
+        if paste_bg and paste_subject:
+            index = tf.where(u < p_bg, 1, tf.where(u < p_bg + p_sub, 2, 0))
+        else:
+            index = tf.where(u < p_bg + p_sub, 1, 0)
+        return tf.switch_case(index, branches)
+
+    def add_occluder(warped):
+        """Another subject's masked hand over the crop, rotated anywhere, scaled and shifted off-centre."""
+        j = tf.random.uniform([], 0, n_pool, tf.int32)
+        other = _with_mask(tf.gather(pool_images, j), tf.gather(pool_masks, j))
+        # Centre the other subject's joints (its crop is centred on its box, but be exact where labelled).
+        vis_o = tf.cast(tf.gather(pool_vis, j) > 0, tf.float32)[:, None]
+        centre = tf.reduce_sum(tf.gather(pool_kp, j) * vis_o, 0) / tf.maximum(tf.reduce_sum(vis_o), 1.0)
+        ang = tf.random.uniform([], -math.pi, math.pi)
+        scl = tf.random.uniform([], a_cfg.occluder_scale[0], a_cfg.occluder_scale[1])
+        direction = tf.random.uniform([], -math.pi, math.pi)
+        dist = tf.random.uniform([], a_cfg.occluder_shift[0], a_cfg.occluder_shift[1]) * input_size
+        pu, pv = centre_o + dist * tf.cos(direction), centre_o + dist * tf.sin(direction)
+        a = base_side / input_size / scl
+        c, s = tf.cos(ang), tf.sin(ang)
+        m00, m01, m10, m11 = a * c, -a * s, a * s, a * c
+        tx = centre[0] - m00 * pu - m01 * pv
+        ty = centre[1] - m10 * pu - m11 * pv
+        img_o, m_o = _split_mask(_warp(other, tf.stack([m00, m01, tx, m10, m11, ty, 0.0, 0.0]), input_size))
+        return m_o * img_o + (1.0 - m_o) * warped
+
+    def transform(image, kp, vis, mask=None):
         if augment is not None:
             angle = tf.random.uniform([], -augment.rotation, augment.rotation) * (math.pi / 180.0)
             scale = tf.random.uniform([], augment.scale[0], augment.scale[1])
@@ -248,9 +516,16 @@ def make_pipeline(cache: SubjectCache, input_size: int, stride: int, batch: int,
         tx = cx - m00 * centre_o - m01 * centre_o
         ty = cy - m10 * centre_o - m11 * centre_o
         matrix = tf.stack([m00, m01, tx, m10, m11, ty, 0.0, 0.0])[None]
-        warped = tf.raw_ops.ImageProjectiveTransformV3(
-            images=tf.cast(image, tf.float32)[None], transforms=matrix, output_shape=[input_size, input_size],
-            fill_value=128.0, interpolation="BILINEAR", fill_mode="CONSTANT")[0]
+        if mask is not None and (paste_bg or paste_subject):
+            # The mask rides along as a 4th channel: one warp, exactly the image's geometry.
+            warped, m = _split_mask(_warp(_with_mask(image, mask), matrix[0], input_size))
+            warped = composite(warped, m)
+        else:
+            warped = tf.raw_ops.ImageProjectiveTransformV3(
+                images=tf.cast(image, tf.float32)[None], transforms=matrix, output_shape=[input_size, input_size],
+                fill_value=128.0, interpolation="BILINEAR", fill_mode="CONSTANT")[0]
+        if occlude:
+            warped = tf.cond(tf.random.uniform([]) < a_cfg.occluder, lambda: add_occluder(warped), lambda: warped)
         # Keypoints: invert the 2x2 part.
         det = m00 * m11 - m01 * m10
         dxk, dyk = kp[:, 0] - tx, kp[:, 1] - ty
@@ -265,30 +540,52 @@ def make_pipeline(cache: SubjectCache, input_size: int, stride: int, batch: int,
             warped = (warped - mean) * tf.random.uniform([], 1 - augment.contrast, 1 + augment.contrast) + mean
             grey = tf.reduce_mean(warped, axis=-1, keepdims=True)
             warped = (warped - grey) * tf.random.uniform([], 1 - augment.saturation, 1 + augment.saturation) + grey
+            if augment.hue > 0 or augment.channel_gain > 0:
+                warped = _colour_cast(warped, augment.hue, augment.channel_gain)
             if augment.low_res > 0:
                 f = tf.random.uniform([], augment.low_res_min, 1.0)
                 small = tf.maximum(tf.cast(tf.round(f * input_size), tf.int32), 8)
                 degraded = tf.image.resize(tf.image.resize(warped, [small, small], antialias=True),
                                            [input_size, input_size])
                 warped = tf.cond(tf.random.uniform([]) < augment.low_res, lambda: degraded, lambda: warped)
+            if motion_k is not None and augment.motion_blur > 0:
+                warped = tf.cond(tf.random.uniform([]) < augment.motion_blur,
+                                 lambda: _blur(warped, motion_k), lambda: warped)
+            if defocus_k is not None and augment.defocus_blur > 0:
+                warped = tf.cond(tf.random.uniform([]) < augment.defocus_blur,
+                                 lambda: _blur(warped, defocus_k), lambda: warped)
             if augment.erase > 0:
                 warped = tf.cond(tf.random.uniform([]) < augment.erase,
                                  lambda: _erase_rectangle(warped, augment.erase_size), lambda: warped)
             if augment.noise > 0:
                 warped = warped + tf.random.normal(tf.shape(warped)) * tf.random.uniform([], 0, augment.noise)
             warped = tf.clip_by_value(warped, 0.0, 255.0)
+            if augment.jpeg > 0:
+                warped = tf.cond(tf.random.uniform([]) < augment.jpeg,
+                                 lambda: _jpeg(warped, augment.jpeg_quality), lambda: warped)
+                warped = tf.ensure_shape(warped, [input_size, input_size, 3])
         labelled = vis_out > 0
         grid_xy = (kp_out + 0.5) / stride - 0.5
         targets = _gaussian_targets(grid_xy, labelled, grid, sigma)
-        mask = tf.concat([tf.cast(labelled, tf.float32), tf.ones([1])], axis=0)
-        return warped / 256.0 - 0.5, targets, mask
+        mask_out = tf.concat([tf.cast(labelled, tf.float32), tf.ones([1])], axis=0)
+        return warped / 256.0 - 0.5, targets, mask_out
 
-    ds = tf.data.Dataset.from_tensor_slices((cache.images, cache.keypoints, cache.visibility))
-    if shuffle:
-        ds = ds.shuffle(len(cache), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.map(transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    if use_pool:
+        ds = tf.data.Dataset.range(len(cache))
+        if shuffle:
+            ds = ds.shuffle(len(cache), seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            ds = ds.repeat()
+        ds = ds.map(lambda i: transform(tf.gather(pool_images, i), tf.gather(pool_kp, i), tf.gather(pool_vis, i),
+                                        tf.gather(pool_masks, i)),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((cache.images, cache.keypoints, cache.visibility))
+        if shuffle:
+            ds = ds.shuffle(len(cache), seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            ds = ds.repeat()
+        ds = ds.map(transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
     ds = ds.batch(batch, drop_remainder=repeat)
     return ds.prefetch(tf.data.AUTOTUNE)
 
