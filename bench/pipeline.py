@@ -5,6 +5,10 @@
 Rows:
 - bare model: one thread reads each frame and runs PoseEstimator.predict (what `cpm infer` would do), once before
   and once after the first GUI row; the ratios use their mean (on a shared VM the machine's speed drifts).
+- teacher: the bare row's pipeline with MediaPipe's hand_landmark_full.tflite in place of the CPM (a keypoint
+  model: no heatmaps), run right after each bare run on the same frames with the same crop rule and thread
+  budget, so every run shows our model against a strong peer (issue 16's target: bare frames/s >= the teacher's).
+  `--teacher ''` leaves it out; `--bare-only` prints only these two rows.
 - GUI, every frame: the real MainWindow (offscreen), capture and inference threads, the chosen view drawing,
   with the capture waiting for the worker (no drops): frames per second through the whole pipeline to the GUI
   (every result reaches the window and its plots; the view itself is painted with the newest result at most at
@@ -41,6 +45,75 @@ import numpy as np  # noqa: E402
 from machine import describe_machine  # noqa: E402
 
 SHARED_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "media" / "hand" / "handpose3d_cam0.mp4"
+SHARED_TEACHER = Path(__file__).resolve().parents[2] / "shared" / "data" / "teachers" / "hand_landmark_full.tflite"
+
+
+class TeacherEstimator:
+    """MediaPipe's hand landmark model (a TFLite keypoint model: joints and a presence score, no heatmaps) behind
+    the part of PoseEstimator's interface that UprightFollower uses, so the teacher row runs exactly the bare
+    row's per-frame logic: the same palm-detector searches, the same crop that follows the hand (grown from
+    the last pose by the CPM card's training margin) turned upright by the last pose's angle, the same mapping
+    back to frame pixels. Only the model differs: a 224-pixel RGB [0, 1] crop instead of the CPM's, never
+    mirrored (the landmark model was trained on both hands; its card says chirality 'any')."""
+
+    def __init__(self, path: str | Path, threads: int, like=None):
+        """`threads`: the interpreter's threads (the CPM's budget, for a like-with-like row); `like`: the CPM
+        estimator whose crop margin and skeleton the teacher's crops follow."""
+        from types import SimpleNamespace
+
+        from cpm_core.detection.ssd import load_interpreter
+        from cpm_core.skeleton import HAND_21
+
+        self.path = Path(path)
+        self.interpreter = load_interpreter(self.path, threads)  # LiteRT when installed, else tf.lite
+        inp = self.interpreter.get_input_details()[0]
+        self.size = int(inp["shape"][1])
+        self._input = inp["index"]
+        outs = {o["name"]: o for o in self.interpreter.get_output_details()}
+        self._coords, self._presence = outs["Identity"]["index"], outs["Identity_1"]["index"]
+        skeleton = like.card.skeleton if like is not None and like.card.skeleton.num_joints == 21 else HAND_21
+        margin = float(((like.card.provenance or {}).get("crop_margin") if like is not None else None) or 1.6)
+        self.card = SimpleNamespace(name=self.path.name, skeleton=skeleton, provenance={
+            "orientation": "upright", "chirality": "any", "crop_margin": margin})
+        self.spec = SimpleNamespace(input_size=self.size)
+
+    def transform_for(self, frame: np.ndarray, crop=None):
+        from cpm_core.preprocess import CropBox, CropTransform
+
+        h, w = frame.shape[:2]
+        return CropTransform(crop or CropBox.letterbox(w, h), self.size)
+
+    def run_raw(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, S, S, 3) uint8 BGR crops at the model's size -> joints (N, 21, 2) in input pixels, presence (N,)."""
+        kps, pres = [], []
+        for img in images:
+            self.interpreter.set_tensor(self._input, np.ascontiguousarray(img[..., ::-1], np.float32)[None] / 255.0)
+            self.interpreter.invoke()
+            kps.append(self.interpreter.get_tensor(self._coords).reshape(-1, 3)[:, :2])
+            p = float(self.interpreter.get_tensor(self._presence).reshape(-1)[0])
+            pres.append(p if 0.0 <= p <= 1.0 else 1.0 / (1.0 + np.exp(-p)))  # a logit in some exports
+        return np.stack(kps).astype(np.float32), np.asarray(pres, np.float32)
+
+    def predict(self, frame: np.ndarray, crop=None):
+        """Joints in frame pixels, each with the hand's presence score as its confidence (what the follower's
+        searches and its lost-hand test compare); PoseResult with no heatmaps."""
+        from cpm_core.estimator import PoseResult
+
+        t0 = time.perf_counter()
+        transform = self.transform_for(frame, crop)
+        image = transform.apply(frame)
+        t1 = time.perf_counter()
+        xy, presence = self.run_raw(image[None])
+        t2 = time.perf_counter()
+        kp = np.concatenate([transform.to_frame(xy[0]), np.full((len(xy[0]), 1), presence[0])], axis=1)
+        timings = {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3,
+                   "decode": (time.perf_counter() - t2) * 1e3}
+        return PoseResult(kp.astype(np.float32), np.zeros((0, 0, 0, 22), np.float32), transform, timings)
+
+    def predict_batch(self, frames: list[np.ndarray], crops: list | None = None, batch_size: int = 8) -> list:
+        """One call per crop: the TFLite model takes batch 1."""
+        crops = crops if crops is not None else [None] * len(frames)
+        return [self.predict(f, c) for f, c in zip(frames, crops)]
 
 
 def bare_fps(estimator, video: Path, frames: int) -> float:
@@ -165,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="app: the thread budget cpm-studio uses for this model on this CPU (cpm_core/runtime.py); "
                         "default: TensorFlow's and OpenCV's own (one thread per core each)")
     p.add_argument("--make-stress-model", metavar="DIR", help="write the untrained stress model to DIR and exit")
+    p.add_argument("--teacher", default=str(SHARED_TEACHER) if SHARED_TEACHER.exists() else "",
+                   help="MediaPipe hand landmark .tflite for the teacher row: the bare pipeline with it in place of "
+                        "the CPM ('' for none)")
+    p.add_argument("--bare-only", action="store_true", help="only the bare and teacher rows (no GUI rows)")
     args = p.parse_args(argv)
     if args.make_stress_model:
         print(f"wrote {make_stress_model(Path(args.make_stress_model))}")
@@ -180,14 +257,21 @@ def main(argv: list[str] | None = None) -> int:
     video = Path(args.video)
     with VideoReader(video) as r:
         file_fps, size = r.fps, f"{r.width}x{r.height}"
+    # The teacher gets the CPM's thread budget (TensorFlow's intra-op threads; every core without a budget).
+    teacher = (TeacherEstimator(args.teacher, int(threads["tf_intra_op"]) if threads else os.cpu_count() or 1,
+                                like=est) if args.teacher else None)
     bare_before = bare_fps(est, video, args.frames)
-    every = gui_run(est, video, args.frames, args.view, realtime=False, heartbeat=False)
+    # Right after each bare run, on the same frames: a drifting VM moves both alike.
+    teacher_before = bare_fps(teacher, video, args.frames) if teacher else float("nan")
+    every = None if args.bare_only else gui_run(est, video, args.frames, args.view, realtime=False, heartbeat=False)
     bare_after = bare_fps(est, video, args.frames)  # a busy VM drifts: the ratio uses both bare runs' mean
+    teacher_after = bare_fps(teacher, video, args.frames) if teacher else float("nan")
     bare = (bare_before + bare_after) / 2
-    stalls = gui_run(est, video, args.frames, args.view, realtime=False)
-    unpainted = gui_run(est, video, args.frames, args.view, realtime=False, paint=False, heartbeat=False)
-    live = gui_run(est, video, args.frames, args.view, realtime=True)
-    multi = gui_run(est, Path(args.multi_video), args.frames, args.view, realtime=False, detect=True)
+    if not args.bare_only:
+        stalls = gui_run(est, video, args.frames, args.view, realtime=False)
+        unpainted = gui_run(est, video, args.frames, args.view, realtime=False, paint=False, heartbeat=False)
+        live = gui_run(est, video, args.frames, args.view, realtime=True)
+        multi = gui_run(est, Path(args.multi_video), args.frames, args.view, realtime=False, detect=True)
 
     print(f"machine: {describe_machine()}")
     print(f"model: {est.card.name} ({est.spec.input_size}px, {est.spec.stages} stages); video: {video.name} "
@@ -201,6 +285,17 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|---|")
     print(f"| bare model (decode + predict), mean of a run before and after the first GUI row "
           f"({bare_before:.1f}, {bare_after:.1f}) | {bare:.1f} | 100% | {args.frames} | 0 | – | – | – | – |")
+    if teacher:
+        t_mean = (teacher_before + teacher_after) / 2
+        print(f"| teacher: {teacher.path.name} in place of the CPM (same decode, crop rule and mapping back; "
+              f"{teacher.size}px RGB [0, 1], {teacher.interpreter.__class__.__module__.split('.')[0]} "
+              f"interpreter), mean of a run after each bare run ({teacher_before:.1f}, {teacher_after:.1f}) | "
+              f"{t_mean:.1f} | {100 * t_mean / bare:.0f}% | {args.frames} | 0 | – | – | – | – |")
+    if args.bare_only:
+        if teacher:
+            print(f"target (issue 16): bare frames/s >= the teacher row's: {'met' if bare >= t_mean else 'MISSED'}")
+        return 0
+
     def ms(v: float) -> str:
         return "–" if not np.isfinite(v) else f"{v:.1f}"
 
@@ -215,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     ok_fps = every["fps"] >= 0.9 * bare
     ok_stall = max(stalls["p99"], live["p99"]) < 20.0
     print(f"targets: GUI >= 90% of bare fps: {'met' if ok_fps else 'MISSED'}; p99 stall < 20 ms: "
-          f"{'met' if ok_stall else 'MISSED'}")
+          f"{'met' if ok_stall else 'MISSED'}"
+          + (f"; bare >= teacher fps (issue 16): {'met' if bare >= t_mean else 'MISSED'}" if teacher else ""))
     return 0
 
 
