@@ -9,8 +9,9 @@ Prints, for one run on one machine:
 - training: the median time of one training step (forward, the loop's stage-wise L2 loss, gradients, the
   loop's Adam update) at batch 16 on random data, per preset, inside one tf.function after warm-up.
 - ratios to a base preset (--vs, default hand-rt-128x3): each other preset's training step and model-only
-  latency as a fraction of the base's, from the same run (issue 16's targets for a new efficient hand preset:
-  training step <= 25% and latency <= 40% of hand-rt-128x3's).
+  latency as a fraction of the base's (timed first and again last, mean of both: the machine drifts), from the
+  same run (issue 16's targets for a new efficient hand preset: training step <= 25% and latency <= 40% of
+  hand-rt-128x3's).
 
     python bench/inference.py [--presets hand-rt-128x3,hand-lite-128x3] [--seconds 8] [--train-seconds 10]
                               [--train-precisions float32,bfloat16] [--vs hand-rt-128x3]
@@ -201,6 +202,12 @@ def main() -> None:
             skipped.append(f"{p} (~{est_s:.0f} s a step)")
             continue
         train_rows.extend(time_train_step(p, args.train_seconds, prec, args.train_batch) for prec in train_precisions)
+    # The base again, last: on a shared machine the speed drifts within a run, and the ratios are the targets;
+    # they use the mean of the base's first and last measurement.
+    base_again = {}
+    if args.vs:
+        base_again["latency"] = time_preset(args.vs, args.seconds, precisions[0])
+        base_again["step"] = time_train_step(args.vs, args.train_seconds, train_precisions[0], args.train_batch)
     after = {p: tf_matmul_gflops(p) for p in ceiling_precisions}
     np_after = numpy_matmul_gflops()
     ceiling = {p: max(before[p], after[p]) for p in ceiling_precisions}
@@ -216,12 +223,12 @@ def main() -> None:
     print("model-only latency = PoseEstimator's compiled tf.function at batch 1 (uint8 in, heatmaps out); "
           "predict = + crop of a 640x480 frame and decoding; vs ceiling = achieved GFLOP/s over TF's matmul "
           "at the row's precision")
-    head = (f"| {'preset':<20} | precision | GFLOPs | params    | median ms | p90 ms | frames/s | predict ms | "
+    head = (f"| {'preset':<20} | precision | GFLOPs | params     | median ms | p90 ms | frames/s | predict ms | "
             "GFLOP/s | vs ceiling | runs |")
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
     for r in rows:
-        print(f"| {r['preset']:<20} | {r['precision']:<9} | {r['gflops']:6.2f} | {r['params']:9,d} | "
+        print(f"| {r['preset']:<20} | {r['precision']:<9} | {r['gflops']:6.2f} | {r['params']:10,d} | "
               f"{r['median_ms']:9.1f} | {r['p90_ms']:6.1f} | {r['fps']:8.1f} | {r['predict_ms']:10.1f} | "
               f"{r['achieved']:7.0f} | {r['achieved'] / ceiling[r['precision']]:10.0%} | {r['n']:4d} |")
 
@@ -230,15 +237,15 @@ def main() -> None:
           "(make_optimizer) "
           f"in one tf.function, batch {args.train_batch}, random data, median after 2 warm-up steps; "
           "params = the model as training builds it")
-    head = (f"| {'preset':<20} | precision | GFLOPs | params    | batch | step ms | p90 ms | images/s | "
+    head = (f"| {'preset':<20} | precision | GFLOPs | params     | batch | step ms | p90 ms | images/s | "
             "GFLOP/s (3x fwd) | vs ceiling | loss     | steps |")
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
     for r in train_rows:
         achieved = 3 * r["gflops"] * r["batch"] / (r["median_ms"] / 1e3)
-        print(f"| {r['preset']:<20} | {r['precision']:<9} | {r['gflops']:6.2f} | {r['params']:9,d} | {r['batch']:5d} | "
-              f"{r['median_ms']:7.0f} | {r['p90_ms']:6.0f} | {r['images_per_s']:8.1f} | {achieved:16.0f} | "
-              f"{achieved / ceiling[r['precision']]:10.0%} | {r['loss']:8.3g} | {r['n']:5d} |")
+        print(f"| {r['preset']:<20} | {r['precision']:<9} | {r['gflops']:6.2f} | {r['params']:10,d} | "
+              f"{r['batch']:5d} | {r['median_ms']:7.0f} | {r['p90_ms']:6.0f} | {r['images_per_s']:8.1f} | "
+              f"{achieved:16.0f} | {achieved / ceiling[r['precision']]:10.0%} | {r['loss']:8.3g} | {r['n']:5d} |")
     if skipped:
         print(f"training step not timed (estimated over --train-max-s {args.train_max_s:g}): {', '.join(skipped)}")
 
@@ -250,18 +257,24 @@ def main() -> None:
         print(f"vs {args.vs} (same run): training step ({tp}, batch {args.train_batch}) and model-only latency "
               f"({lp}, batch 1) as a fraction of {args.vs}'s; targets for a new efficient preset: "
               f"step <= {TRAIN_TARGET:.0%}, latency <= {LATENCY_TARGET:.0%}")
-        head = (f"| {'preset':<20} | GFLOPs | params    | step ms | step vs base | latency ms | latency vs base | "
+        first_step, first_lat = step[(args.vs, tp)], lat[(args.vs, lp)]
+        last_step, last_lat = base_again["step"]["median_ms"], base_again["latency"]["median_ms"]
+        base_step, base_lat = (first_step + last_step) / 2, (first_lat + last_lat) / 2
+        print(f"base = mean of {args.vs} timed first and again last: step {first_step:.0f} and {last_step:.0f} ms, "
+              f"latency {first_lat:.1f} and {last_lat:.1f} ms")
+        head = (f"| {'preset':<20} | GFLOPs | params     | step ms | step vs base | latency ms | latency vs base | "
                 "targets |")
         print(head)
         print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
-        base_step, base_lat = step.get((args.vs, tp)), lat.get((args.vs, lp))
         info = {r["preset"]: r for r in rows}
         for p in presets:
             s, la = step.get((p, tp)), lat.get((p, lp))
             met = (s is not None and base_step and la is not None and base_lat
                    and s / base_step <= TRAIN_TARGET and la / base_lat <= LATENCY_TARGET)
             verdict = "base" if p == args.vs else ("met" if met else "not met")
-            print(f"| {p:<20} | {info[p]['gflops']:6.2f} | {info[p]['params']:9,d} | "
+            if p == args.vs:
+                s, la = base_step, base_lat
+            print(f"| {p:<20} | {info[p]['gflops']:6.2f} | {info[p]['params']:10,d} | "
                   f"{'–' if s is None else f'{s:.0f}':>7} | {ratio(s, base_step):>12} | {la:10.1f} | "
                   f"{ratio(la, base_lat):>15} | {verdict:<7} |")
 
