@@ -1,7 +1,8 @@
 """PoseEstimator: frame in, joints in frame pixels out, with every stage's heatmaps for the views.
 
-The model runs through one `tf.function` with a fixed input signature (uint8 images, normalised inside), so it
-is traced once and warmed once; per-frame Python work is only the crop and the peak decoding.
+The model runs on one runtime from `cpm_core.runtimes` (TensorFlow's traced `tf.function` with a fixed input
+signature, or the same graph converted for ONNX Runtime or TFLite), always uint8 images in, normalised inside,
+so it is traced or converted once and warmed once; per-frame Python work is only the crop and the peak decoding.
 """
 
 from __future__ import annotations
@@ -54,17 +55,17 @@ class PoseEstimator:
     """Runs one CPM on frames. Not thread-safe: give each thread its own estimator or serialise calls."""
 
     def __init__(self, model: keras.Model, card: ModelCard, warm_up: bool = True, precision: str = "auto",
-                 runtime: str | Runtime = "auto"):
+                 runtime: str | Runtime = "auto", calibration: np.ndarray | None = None):
         """`precision`: 'float32', 'bfloat16', or 'auto' (bfloat16 where the CPU has AMX tiles; heatmaps then
         differ from float32 by about 1% of their range, far below what moves a peak).
 
-        `runtime`: 'tensorflow', 'tflite', 'tflite-int8' (needs calibration: use `cpm export --int8`),
-        'onnxruntime', a ready `cpm_core.runtimes` adaptor, or 'auto': with `precision='auto'`, the fastest
-        runtime whose heatmaps match TensorFlow's (`cpm_core.runtimes.choose_runtime`: TensorFlow bfloat16 on AMX
-        CPUs, else ONNX Runtime, TFLite/XNNPACK, TensorFlow, the first that is installed and matches). An
-        explicit precision asks for TensorFlow's own numbers at that precision (evaluation, training, the
-        card's PCK), so 'auto' then keeps TensorFlow. A named runtime whose package is missing falls back to
-        TensorFlow silently."""
+        `runtime`: 'tensorflow', 'tflite', 'tflite-int8' (with `calibration`: real uint8 crops, e.g.
+        `training.export.calibration_crops`), 'onnxruntime', a ready `cpm_core.runtimes` adaptor, or 'auto': with
+        `precision='auto'`, the fastest runtime whose heatmaps match TensorFlow's by the rule measured in
+        bench/runtimes.py (`cpm_core.runtimes.choose_runtime`: TensorFlow, in bfloat16 on AMX CPUs, for plain
+        convolutions; ONNX Runtime for depthwise ones). An explicit precision asks for TensorFlow's own
+        numbers at that precision (evaluation, training, the card's PCK), so 'auto' then keeps TensorFlow. A
+        runtime whose package is missing falls back to TensorFlow silently."""
         explicit = precision != "auto"
         if precision == "auto":
             precision = "bfloat16" if cpu_has_fast_bfloat16() else "float32"
@@ -81,7 +82,7 @@ class PoseEstimator:
                 raise ValueError(f"unknown runtime {runtime!r} ({', '.join(RUNTIMES)}, auto)")
             self.runtime = TensorFlowRuntime(model, card, precision)
         else:
-            self.runtime = make_runtime(runtime, model, card, precision)
+            self.runtime = make_runtime(runtime, model, card, precision, calibration=calibration)
         self.precision = self.runtime.precision
         s = self.spec.input_size
         if warm_up:

@@ -13,7 +13,20 @@ exports in `training/export.py` deal in, so a runtime can be swapped without tou
   ONNX Runtime's CPU provider.
 
 `choose_runtime` is the rule `PoseEstimator(runtime="auto")` follows; `bench/runtimes.py` measures the table
-it rests on (see `AUTO_ORDER`).
+it rests on. Measured there (2-core AMX Xeon shared with a training run, load 6-8; ratios to TensorFlow float32
+from one run each, model-only at batch 1):
+
+| model | TF bfloat16 | TFLite fp32 | TFLite int8 | ONNX Runtime fp32 |
+|---|---|---|---|---|
+| hand_default (hand-rt-128x3, plain 3x3/7x7 convolutions), 1 thread | 2.85x | 0.80x | 3.51x | 1.00x |
+| hand_default, 2 threads | 2.49x | 0.66x | 3.85x | 0.47x |
+| hand-lite-128x3 (depthwise-separable blocks), 1 thread | 1.18x | 0.23x | 0.03x | 1.84x |
+
+So: plain convolutions stay on TensorFlow (oneDNN is as fast as any float32 runtime there, and its bfloat16 on
+AMX is far faster); models with depthwise convolutions go to ONNX Runtime (oneDNN's depthwise kernels are slow,
+even in bfloat16). TFLite never won at float32 and is no fallback. int8 won for the plain hand model (within
+1 PCK point on hand_more/val) but needs a calibration set the estimator does not have at load time: it is
+`cpm export --format tflite --int8` or `runtime="tflite-int8"` with crops, never automatic.
 """
 
 from __future__ import annotations
@@ -32,9 +45,9 @@ RUNTIMES = ("tensorflow", "tflite", "tflite-int8", "onnxruntime")
 # Max |heatmap difference| from TensorFlow float32 for a float32 runtime to count as the same model: the
 # exports' float32 tolerance (training/export.py); measured differences are ~1e-6.
 FLOAT32_TOLERANCE = 1e-4
-# Which float32 runtime `auto` prefers, fastest first, from bench/runtimes.py (see the estimator's docstring
-# for the table). A runtime whose package is missing is skipped.
-AUTO_ORDER = ("onnxruntime", "tflite", "tensorflow")
+# Which runtime `auto` tries first, by the kind of convolutions a model has (see the table above); a runtime
+# whose package is missing, whose conversion fails or whose heatmaps differ is skipped.
+AUTO_ORDER = {"plain": ("tensorflow",), "depthwise": ("onnxruntime", "tensorflow")}
 
 
 class Runtime(Protocol):
@@ -223,6 +236,9 @@ class OnnxRuntime:
         options.intra_op_num_threads = threads or default_threads()
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # No spin-waiting between operators: on a machine shared with the app's capture, post-processing and
+        # painting threads (or another process) spinning workers took the cores those threads needed.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(content, options, providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
 
@@ -320,21 +336,35 @@ def parity_crops(card, n: int = 1, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, s, s, 3), dtype=np.uint8)
 
 
-def choose_runtime(model, card, precision: str, reference: TensorFlowRuntime | None = None,
-                   order: Iterable[str] = AUTO_ORDER, threads: int | None = None) -> Runtime:
-    """The rule behind `runtime="auto"`: at bfloat16 (AMX CPUs) TensorFlow, which ran the default hand model
-    twice as fast as any float32 runtime (bench/runtimes.py); at float32 the first runtime of `order` whose
-    packages import, whose conversion works and whose heatmaps on a random crop lie within
-    `FLOAT32_TOLERANCE` of TensorFlow's float32 ones. Anything that fails falls back to TensorFlow; a missing
-    package silently, a failed conversion or parity check with a warning."""
-    if precision != "float32":
-        return reference if reference is not None and reference.precision == precision else \
-            TensorFlowRuntime(model, card, precision)
-    if reference is None:
-        reference = TensorFlowRuntime(model, card, "float32")
+def has_depthwise(model) -> bool:
+    """Whether a Keras model (nested ones included) has depthwise or separable convolutions."""
+    import keras
+
+    stack = list(getattr(model, "layers", []))
+    while stack:
+        layer = stack.pop()
+        if isinstance(layer, (keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)):
+            return True
+        stack.extend(getattr(layer, "layers", []))
+    return False
+
+
+def choose_runtime(model, card, precision: str, order: Iterable[str] | None = None,
+                   threads: int | None = None) -> Runtime:
+    """The rule behind `runtime="auto"` (measurements in the module docstring): `order` defaults to
+    `AUTO_ORDER` by whether the model has depthwise convolutions. The first runtime in it whose packages
+    import, whose conversion works and whose heatmaps on a random crop lie within `FLOAT32_TOLERANCE` of
+    TensorFlow float32's is used; TensorFlow runs at `precision` (bfloat16 on AMX CPUs), the others at float32.
+    Anything that fails falls back to TensorFlow: a missing package silently, a failed conversion or parity
+    check with a warning."""
+    if order is None:
+        order = AUTO_ORDER["depthwise" if has_depthwise(model) else "plain"]
+    reference = None
     for name in order:
         if name == "tensorflow":
-            return reference
+            break
+        if reference is None:
+            reference = TensorFlowRuntime(model, card, "float32")
         if not runtime_available(name):
             continue
         try:
@@ -351,4 +381,6 @@ def choose_runtime(model, card, precision: str, reference: TensorFlowRuntime | N
             return candidate
         warnings.warn(f"runtime {name} differs from TensorFlow by {diff:.3g} on {card.spec.name}; not used",
                       RuntimeWarning, stacklevel=2)
-    return reference
+    if reference is not None and reference.precision == precision:
+        return reference
+    return TensorFlowRuntime(model, card, precision)
