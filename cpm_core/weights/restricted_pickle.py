@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import math
 import pickle
+import pickletools
 import re
 from pathlib import Path
 from typing import Any
@@ -210,6 +211,19 @@ def _scalar(stub: _ScalarStub) -> np.generic:
 
 
 _PLAIN = (str, bytes, int, float, complex, bool, type(None))
+_MEMO_PUTS = {"PUT", "BINPUT", "LONG_BINPUT"}
+_REFUSED_OPS = {"PERSID", "BINPERSID", "EXT1", "EXT2", "EXT4"}
+
+
+def _check_opcodes(raw: bytes) -> None:
+    """Walk the opcode stream (pure Python, nothing built) before the C unpickler sees it. A memo index is an
+    array index there: one LONG_BINPUT 1260921713 in a 300-byte file made it allocate and zero ~10 GB. Pickles
+    number their memo entries from 0 in order, so an index beyond the opcodes read so far is refused."""
+    for count, (op, arg, _pos) in enumerate(pickletools.genops(io.BytesIO(raw))):
+        if op.name in _MEMO_PUTS and (not isinstance(arg, int) or not 0 <= arg <= count):
+            raise _RefusedContent(f"a memo index {arg} out of order")
+        if op.name in _REFUSED_OPS:
+            raise _RefusedContent(f"a {op.name} opcode (external object reference)")
 
 
 def _finish(obj: Any, memo: dict[int, Any], busy: set[int], depth: int) -> Any:
@@ -261,6 +275,7 @@ def load_data_pickle(path: str | Path) -> Any:
         raise WeightsError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     # From memory, not the open file: a corrupt length field then fails as truncated instead of allocating it.
     try:
+        _check_opcodes(raw)
         data = _DataUnpickler(io.BytesIO(raw), encoding="latin1").load()
         return _finish(data, {}, set(), 0)
     except RefusedGlobal as exc:
