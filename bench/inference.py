@@ -55,7 +55,7 @@ def numpy_matmul_gflops(n: int = 2048, repeats: int = 15) -> float:
     return 2 * n**3 / min(times) / 1e9
 
 
-def tf_matmul_gflops(precision: str, n: int = 2048, budget_s: float = 1.5, max_repeats: int = 15) -> float:
+def tf_matmul_gflops(precision: str, n: int = 2048, budget_s: float = 1.5, max_repeats: int = 60) -> float:
     """TensorFlow's own matmul rate at `precision` ('float32' or 'bfloat16'): the ceiling a model computing in
     that precision can approach on this CPU, since the same library (oneDNN) runs the model's convolutions.
 
@@ -63,8 +63,10 @@ def tf_matmul_gflops(precision: str, n: int = 2048, budget_s: float = 1.5, max_r
     calls as fit in `budget_s` (3 to `max_repeats`): the best call, not the median, because a ceiling is what
     the CPU reaches when nothing else runs, and on a shared machine a median of a short probe falls with the
     neighbours' load (131 vs 61 GFLOP/s before and after one run here), which showed rows above 100%.
-    Where one call takes over a second (bfloat16 emulated on a CPU without native support) n is halved, so the
-    probe stays short; the rate is per FLOP either way."""
+    Where one call takes over 0.1 s (few cores, or bfloat16 emulated on a CPU without native support) n is
+    halved once, to 1024: many short calls give the best one a chance to fall in a quiet moment of a shared
+    machine (a few 0.3 s calls of n = 2048 under load read 39 GFLOP/s where the model's convolutions reached 92;
+    n = 512 read lower still, its calls too short to fill the cores). The rate is per FLOP either way."""
     import tensorflow as tf
 
     dtype = {"float32": tf.float32, "bfloat16": tf.bfloat16}[precision]
@@ -76,7 +78,7 @@ def tf_matmul_gflops(precision: str, n: int = 2048, budget_s: float = 1.5, max_r
         t = time.perf_counter()
         fn(a, b).numpy()
         first = time.perf_counter() - t
-        if first < 1.0 or n <= 256:
+        if first < 0.1 or n <= 1024:
             break
         n //= 2
     times = [first]
