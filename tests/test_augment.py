@@ -72,8 +72,9 @@ def test_paste_puts_background_outside_the_mask_and_the_subject_inside(tmp_path)
     masks = subject_masks(kps, cache.visibility, RES)
     for img, kp, m in zip(images, kps, masks):
         inside = np.round(kp - (RES - SIZE) / 2).astype(int)  # the output is the cache's central SIZE pixels
-        # Joints on the hull's edge are two feather sigmas inside the soft edge (mask ~0.97): nearly all subject.
-        np.testing.assert_allclose(img[inside[:, 1], inside[:, 0]], np.tile(SUBJECT_BGR, (len(kp), 1)), atol=12)
+        # Joints on the hull's edge are two feather sigmas inside the soft edge (mask ~0.97, a little less once
+        # warped at half resolution): nearly all subject.
+        np.testing.assert_allclose(img[inside[:, 1], inside[:, 0]], np.tile(SUBJECT_BGR, (len(kp), 1)), atol=25)
         cx, cy = np.round(inside.mean(axis=0)).astype(int)
         np.testing.assert_allclose(img[cy, cx], SUBJECT_BGR, atol=1)
         outside = m[(RES - SIZE) // 2:(RES + SIZE) // 2, (RES - SIZE) // 2:(RES + SIZE) // 2] == 0

@@ -372,39 +372,44 @@ def _jpeg(image: tf.Tensor, quality: tuple[float, float]) -> tf.Tensor:
     return tf.reverse(tf.cast(out, tf.float32), [-1])
 
 
-def _warp(images: tf.Tensor, matrix: tf.Tensor, size: int) -> tf.Tensor:
-    """One bilinear projective warp of a (H, W, C) float image: output (u, v) -> input (matrix . (u, v, 1));
-    outside the input reads 128 (grey; 0 once the mask channel is decoded, see `_with_mask`)."""
+def _warp(image: tf.Tensor, matrix: tf.Tensor, size: int) -> tf.Tensor:
+    """One bilinear projective warp of an (H, W, C) image to (size, size, C) float32: output (u, v) -> input
+    (matrix . (u, v, 1)); outside the input reads 128 (grey, as the plain pipeline fills)."""
     return tf.raw_ops.ImageProjectiveTransformV3(
-        images=images[None], transforms=matrix[None], output_shape=[size, size], fill_value=128.0,
-        interpolation="BILINEAR", fill_mode="CONSTANT")[0]
+        images=tf.cast(image, tf.float32)[None], transforms=matrix[None], output_shape=[size, size],
+        fill_value=128.0, interpolation="BILINEAR", fill_mode="CONSTANT")[0]
 
 
-def _with_mask(image: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-    """Image (R, R, 3) uint8 and mask (R, R) uint8 as one float (R, R, 4), the mask stored as 128 * (1 - m) so
-    the warp's fill value (128) reads as mask 0 outside the cache crop; the warp is linear, so decoding after
-    it (`1 - c / 128`) gives the warped mask exactly."""
-    m = tf.cast(mask, tf.float32) / 255.0
-    return tf.concat([tf.cast(image, tf.float32), (128.0 * (1.0 - m))[..., None]], axis=-1)
+def mask_codes(masks: np.ndarray) -> np.ndarray:
+    """Masks (N, R, R) uint8 (255 = subject) as (N, R, R, 1) uint8 codes 128 * (1 - m): the warp's fill value
+    (128) then reads as mask 0 outside the cache crop, and as the warp is linear, `1 - code / 128` after it is
+    the warped mask (to 1/128)."""
+    return np.round(128.0 * (1.0 - masks.astype(np.float32) / 255.0)).astype(np.uint8)[..., None]
 
 
-def _split_mask(warped: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    return warped[..., :3], tf.clip_by_value(1.0 - warped[..., 3:] / 128.0, 0.0, 1.0)
+def _warp_mask(code: tf.Tensor, matrix: tf.Tensor, size: int, step: int) -> tf.Tensor:
+    """The soft mask (from `mask_codes`) under the image's warp `matrix`, as (size, size, 1) float in [0, 1].
+
+    The mask is smooth (feathered), so it is warped at 1/`step` of the resolution and resized up: the warp op
+    costs about as much per channel as per pixel, and a full-size 4th channel would add 40% to the main warp.
+    Small-output pixel i is big-output pixel step * i + (step - 1) / 2, the centre convention of the resize."""
+    k, c = float(step), (step - 1) / 2.0
+    m00, m01, tx, m10, m11, ty = (matrix[i] for i in range(6))
+    small = tf.stack([m00 * k, m01 * k, tx + (m00 + m01) * c, m10 * k, m11 * k, ty + (m10 + m11) * c, 0.0, 0.0])
+    m = tf.clip_by_value(1.0 - _warp(code, small, size // step) / 128.0, 0.0, 1.0)
+    return tf.image.resize(m, [size, size]) if step > 1 else m
 
 
-def _random_crop_matrix(src_size: int, out_size: int, min_fraction: float = 0.35) -> tf.Tensor:
-    """Output -> source matrix of a random square crop (side min_fraction to all of a `src_size` square,
-    anywhere inside it), mirrored half the time: a different scene view from each background."""
+def _random_crops(images: tf.Tensor, index: tf.Tensor, size: int, min_fraction: float = 0.35) -> tf.Tensor:
+    """A random square crop (side `min_fraction` to all of the image, anywhere in it, mirrored half the time)
+    of images[index], resized to (size, size, 3) float: a different view of the scene every time.
+    crop_and_resize reads the batch in place and costs half a projective warp."""
     frac = tf.random.uniform([], min_fraction, 1.0)
-    side = frac * src_size
-    x0 = tf.random.uniform([], 0.0, 1.0) * (src_size - side)
-    y0 = tf.random.uniform([], 0.0, 1.0) * (src_size - side)
-    a = side / out_size
-    mirror = tf.random.uniform([]) < 0.5
-    ax = tf.where(mirror, -a, a)
-    tx = tf.where(mirror, x0 + side - 0.5 * a - 0.5, x0 + 0.5 * a - 0.5)  # pixel centres to pixel centres
-    ty = y0 + 0.5 * a - 0.5
-    return tf.stack([ax, 0.0, tx, 0.0, a, ty, 0.0, 0.0])
+    y0 = tf.random.uniform([], 0.0, 1.0) * (1.0 - frac)
+    x0 = tf.random.uniform([], 0.0, 1.0) * (1.0 - frac)
+    mirror = tf.random.uniform([]) < 0.5  # x1 > x2 samples the crop mirrored
+    box = tf.where(mirror, tf.stack([y0, x0 + frac, y0 + frac, x0]), tf.stack([y0, x0, y0 + frac, x0 + frac]))
+    return tf.image.crop_and_resize(images, box[None], index[None], [size, size])[0]
 
 
 def make_pipeline(cache: SubjectCache, input_size: int, stride: int, batch: int, augment: AugmentConfig | None,
@@ -441,13 +446,13 @@ def make_pipeline(cache: SubjectCache, input_size: int, stride: int, batch: int,
         if masks is None or cache.mask_params != params:
             masks = subject_masks(cache.keypoints, cache.visibility, res, *params)
         pool_images = tf.constant(cache.images)
-        pool_masks = tf.constant(masks)
+        pool_codes = tf.constant(mask_codes(masks))
         pool_kp = tf.constant(cache.keypoints)
         pool_vis = tf.constant(cache.visibility)
         n_pool = len(cache)
+    mask_step = 2 if input_size % 2 == 0 else 1
     if paste_bg:
-        bg_size = max(int(round(1.5 * input_size)), 32)
-        backgrounds = tf.constant(load_backgrounds(list(a_cfg.backgrounds), bg_size))
+        backgrounds = tf.constant(load_backgrounds(list(a_cfg.backgrounds), max(int(round(1.5 * input_size)), 32)))
         n_bg = int(backgrounds.shape[0])
 
     def composite(warped, m):
@@ -456,12 +461,10 @@ def make_pipeline(cache: SubjectCache, input_size: int, stride: int, batch: int,
         u = tf.random.uniform([])
 
         def onto_background():
-            bg = tf.cast(tf.gather(backgrounds, tf.random.uniform([], 0, n_bg, tf.int32)), tf.float32)
-            return _warp(bg, _random_crop_matrix(bg_size, input_size), input_size)
+            return _random_crops(backgrounds, tf.random.uniform([], 0, n_bg, tf.int32), input_size)
 
         def onto_subject():
-            other = tf.cast(tf.gather(pool_images, tf.random.uniform([], 0, n_pool, tf.int32)), tf.float32)
-            return _warp(other, _random_crop_matrix(res, input_size), input_size)
+            return _random_crops(pool_images, tf.random.uniform([], 0, n_pool, tf.int32), input_size)
 
         p_bg = a_cfg.paste_background if paste_bg else 0.0
         p_sub = a_cfg.paste_subject if paste_subject else 0.0
@@ -480,7 +483,6 @@ def make_pipeline(cache: SubjectCache, input_size: int, stride: int, batch: int,
     def add_occluder(warped):
         """Another subject's masked hand over the crop, rotated anywhere, scaled and shifted off-centre."""
         j = tf.random.uniform([], 0, n_pool, tf.int32)
-        other = _with_mask(tf.gather(pool_images, j), tf.gather(pool_masks, j))
         # Centre the other subject's joints (its crop is centred on its box, but be exact where labelled).
         vis_o = tf.cast(tf.gather(pool_vis, j) > 0, tf.float32)[:, None]
         centre = tf.reduce_sum(tf.gather(pool_kp, j) * vis_o, 0) / tf.maximum(tf.reduce_sum(vis_o), 1.0)
@@ -494,10 +496,12 @@ def make_pipeline(cache: SubjectCache, input_size: int, stride: int, batch: int,
         m00, m01, m10, m11 = a * c, -a * s, a * s, a * c
         tx = centre[0] - m00 * pu - m01 * pv
         ty = centre[1] - m10 * pu - m11 * pv
-        img_o, m_o = _split_mask(_warp(other, tf.stack([m00, m01, tx, m10, m11, ty, 0.0, 0.0]), input_size))
+        matrix = tf.stack([m00, m01, tx, m10, m11, ty, 0.0, 0.0])
+        img_o = _warp(tf.gather(pool_images, j), matrix, input_size)
+        m_o = _warp_mask(tf.gather(pool_codes, j), matrix, input_size, mask_step)
         return m_o * img_o + (1.0 - m_o) * warped
 
-    def transform(image, kp, vis, mask=None):
+    def transform(image, kp, vis, code=None):
         if augment is not None:
             angle = tf.random.uniform([], -augment.rotation, augment.rotation) * (math.pi / 180.0)
             scale = tf.random.uniform([], augment.scale[0], augment.scale[1])
@@ -516,14 +520,11 @@ def make_pipeline(cache: SubjectCache, input_size: int, stride: int, batch: int,
         tx = cx - m00 * centre_o - m01 * centre_o
         ty = cy - m10 * centre_o - m11 * centre_o
         matrix = tf.stack([m00, m01, tx, m10, m11, ty, 0.0, 0.0])[None]
-        if mask is not None and (paste_bg or paste_subject):
-            # The mask rides along as a 4th channel: one warp, exactly the image's geometry.
-            warped, m = _split_mask(_warp(_with_mask(image, mask), matrix[0], input_size))
-            warped = composite(warped, m)
-        else:
-            warped = tf.raw_ops.ImageProjectiveTransformV3(
-                images=tf.cast(image, tf.float32)[None], transforms=matrix, output_shape=[input_size, input_size],
-                fill_value=128.0, interpolation="BILINEAR", fill_mode="CONSTANT")[0]
+        warped = tf.raw_ops.ImageProjectiveTransformV3(
+            images=tf.cast(image, tf.float32)[None], transforms=matrix, output_shape=[input_size, input_size],
+            fill_value=128.0, interpolation="BILINEAR", fill_mode="CONSTANT")[0]
+        if code is not None and (paste_bg or paste_subject):
+            warped = composite(warped, _warp_mask(code, matrix[0], input_size, mask_step))
         if occlude:
             warped = tf.cond(tf.random.uniform([]) < a_cfg.occluder, lambda: add_occluder(warped), lambda: warped)
         # Keypoints: invert the 2x2 part.
@@ -577,7 +578,7 @@ def make_pipeline(cache: SubjectCache, input_size: int, stride: int, batch: int,
         if repeat:
             ds = ds.repeat()
         ds = ds.map(lambda i: transform(tf.gather(pool_images, i), tf.gather(pool_kp, i), tf.gather(pool_vis, i),
-                                        tf.gather(pool_masks, i)),
+                                        tf.gather(pool_codes, i)),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
     else:
         ds = tf.data.Dataset.from_tensor_slices((cache.images, cache.keypoints, cache.visibility))
