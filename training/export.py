@@ -15,8 +15,9 @@ has to know the normalisation. Output: float32 heatmaps of every stage, (N, stag
   `--float16` stores the weights as float16 (half the file, heatmaps within ~1e-2). `--int8 --calibration
   DATASET` quantises weights and activations to int8 (post-training), scaled on up to 128 real crops of the
   dataset's subjects, cut as the model sees them (its crop margin; upright models turned upright by their
-  labels). Use a training set, never the set you evaluate on. Its parity tolerance is loose (int8 moves
-  heatmaps by a few hundredths); what counts is the PCK it loses (`python bench/runtimes.py`).
+  labels). Use a training set, never the set you evaluate on. It is checked on held-out crops of that set
+  (random pixels saturate int8 ranges set on real crops) with a loose tolerance, 15% of the heatmaps' peak;
+  what counts is the PCK it loses (`python bench/runtimes.py`).
   The card is written beside it as `OUT.card.json`.
 - onnx: converted by `tf2onnx` (opset 17) from the same serving function; input "images", output "heatmaps";
   run with ONNX Runtime. Card beside it as `OUT.card.json`.
@@ -37,8 +38,9 @@ from pathlib import Path
 import numpy as np
 
 FORMATS = ("savedmodel", "tflite", "onnx", "own")
-# int8: a heatmap is a Gaussian of peak ~1 quantised to 256 levels through 3+ quantised stages; the tiny test
-# model and the default hand model both moved by under 0.1 (bench/runtimes.py), a broken conversion by ~1.
+# int8: relative to the heatmaps' largest magnitude (a trained model's peak is ~1). Quantised to 256 levels through
+# 3+ stages, the default hand model moved by 0.07-0.08 on real crops (bench/runtimes.py); a broken conversion
+# moves by about the peak itself.
 TOLERANCE = {"float32": 1e-4, "float16": 5e-2, "int8": 0.15}
 CALIBRATION_CROPS = 128
 
@@ -185,9 +187,8 @@ def export_model(model_path: str | Path, out: str | Path, fmt: str, float16: boo
     crops = None
     if int8:
         crops = calibration_crops(card, calibration, CALIBRATION_CROPS + check_images, seed)
-        if len(crops) > check_images:
-            images = np.concatenate([crops[-check_images:], images])
-            crops = crops[:-check_images]
+        if len(crops) > check_images:  # held-out real crops: random pixels saturate int8 ranges set on real ones
+            images, crops = crops[-check_images:], crops[:-check_images]
     want = keras_heatmaps(model, card, images)
     if fmt == "savedmodel":
         save_savedmodel(model, card, out)
@@ -205,6 +206,8 @@ def export_model(model_path: str | Path, out: str | Path, fmt: str, float16: boo
     if got.shape != want.shape:
         raise ValueError(f"exported model gives heatmaps of shape {got.shape}, the Keras model {want.shape}")
     tol = TOLERANCE["int8" if int8 else "float16" if float16 else "float32"]
+    if int8:
+        tol *= float(np.abs(want).max())
     return {"format": fmt, "path": str(out), "max_abs_diff": float(np.abs(got - want).max()), "tolerance": tol,
             "shape": list(got.shape), "float16": float16, "int8": int8}
 
