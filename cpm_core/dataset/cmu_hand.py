@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from cpm_core.atomic_io import atomic_write_bytes, atomic_write_text
+from cpm_core.dataset.image_copy import copy_image_file
 from cpm_core.dataset.imageinfo import image_size
 from cpm_core.dataset.issues import IssueLog, fatal
 from cpm_core.dataset.jsonutil import json_default
@@ -137,9 +137,9 @@ def write_cmu_hand(dataset: Dataset, path: str | os.PathLike) -> None:
             if sample.data is not None:
                 atomic_write_bytes(target, sample.data)
             else:
-                src = dataset.image_path(sample)
+                src = dataset.source_image_path(sample)
                 if not (target.exists() and os.path.samefile(src, target)):
-                    shutil.copyfile(src, target)
+                    copy_image_file(src, target)
             pts = [[float(x), float(y), 1 if v > 0 else 0]
                    for (x, y), v in zip(inst.keypoints, inst.visibility, strict=True)]
             extras = dict(inst.extras)

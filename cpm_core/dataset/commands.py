@@ -50,6 +50,7 @@ def _read(args: argparse.Namespace) -> Dataset:
 def _convert(args: argparse.Namespace) -> int:
     try:
         ds = _read(args)
+        ds.allow_outside_root = args.allow_outside_root
         _warn_issues("convert", ds)
         options: dict = {}
         if args.to == "labels":
@@ -103,6 +104,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     conv.add_argument("output", help="output file (coco, tfrecord) or folder (labels, cmu-hand)")
     conv.add_argument("--to", required=True, choices=WRITE_FORMATS, help="output format")
     conv.add_argument("--size", type=int, default=64, help="crop size of the port's TFRecord (default 64)")
+    conv.add_argument("--allow-outside-root", action="store_true",
+                      help="copy or embed images whose paths leave the dataset's folder (../, absolute paths, "
+                      "symlinks out); refused by default, so a downloaded dataset cannot pull in your files")
     _add_read_options(conv)
     conv.set_defaults(func=_convert)
 

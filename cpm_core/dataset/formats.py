@@ -105,7 +105,13 @@ def read_dataset(
 
 def write_dataset(dataset: Dataset, path: str | os.PathLike, fmt: str, **options: Any) -> None:
     """Write `dataset` as `fmt`; `options` go to the format's writer (e.g. order="xy" for labels, size=64
-    for port-tfrecord)."""
+    for port-tfrecord).
+
+    Formats that copy or embed image files (labels, cmu-hand, both TFRecords) first check that every file-backed
+    image lies inside `dataset.root` (`Dataset.check_image_paths`), so a refused export writes nothing.
+    """
+    if fmt in ("labels", "cmu-hand", "tfrecord", "port-tfrecord") and options.get("images") != "none":
+        dataset.check_image_paths()
     if fmt == "coco":
         write_coco(dataset, path, **options)
     elif fmt == "labels":

@@ -20,6 +20,10 @@ from cpm_core.skeleton import HAND_21, Skeleton
 
 BBox = tuple[float, float, float, float]
 
+
+class OutsideRootError(ValueError):
+    """An image path that leaves the dataset's folder (`../`, an absolute path, or a symlink out of it)."""
+
 #: Visibility codes, as in COCO.
 ABSENT, OCCLUDED, VISIBLE = 0, 1, 2
 
@@ -144,7 +148,8 @@ class Dataset:
     """A skeleton, its samples, and the folder relative image paths start from.
 
     `extras` keeps file-level fields (COCO's info, licenses, category); `issues` lists the bad records a
-    reader skipped (see `cpm_core.dataset.issues`).
+    reader skipped (see `cpm_core.dataset.issues`). `allow_outside_root` lets exporters read image files outside
+    `root` (see `source_image_path`); off unless the user says so (`--allow-outside-root`).
     """
 
     skeleton: Skeleton = HAND_21
@@ -152,6 +157,7 @@ class Dataset:
     root: Path = field(default_factory=lambda: Path("."))
     extras: dict = field(default_factory=dict)
     issues: list[FormatIssue] = field(default_factory=list)
+    allow_outside_root: bool = False
 
     bbox_from_keypoints = staticmethod(bbox_from_keypoints)
 
@@ -178,11 +184,39 @@ class Dataset:
         p = Path(sample.image)
         return p if p.is_absolute() else self.root / p
 
+    def source_image_path(self, sample: Sample) -> Path:
+        """`image_path`, for a writer that copies or embeds the file: it must lie inside `root`.
+
+        Why: a dataset is data from elsewhere. A COCO `file_name` of `../../etc/passwd` or `/home/me/.ssh/id_rsa`,
+        or a labels.txt name with `../`, would otherwise make an export copy that file into a dataset the user
+        then shares. The path is checked as written (normalised, not resolved): symlinks inside the folder, such
+        as an `images` link to a shared image store, are the folder owner's choice and are followed.
+        `allow_outside_root` (the user's explicit `--allow-outside-root`) lifts the check.
+        """
+        path = self.image_path(sample)
+        if self.allow_outside_root:
+            return path
+        root = Path(os.path.normpath(os.path.abspath(self.root)))
+        where = Path(os.path.normpath(os.path.abspath(path)))
+        if not where.is_relative_to(root):
+            raise OutsideRootError(f"{sample.image}: image path leaves the dataset folder {root} (it is {where}); "
+                                   "refusing to copy it into the export (pass --allow-outside-root if you trust "
+                                   "this dataset)")
+        return path
+
+    def check_image_paths(self) -> None:
+        """Raise `OutsideRootError` for the first file-backed image outside `root`, before a writer starts, so a
+        refused export leaves no half-written output behind."""
+        for sample in self.samples:
+            if sample.data is None:
+                self.source_image_path(sample)
+
     def read_image_bytes(self, sample: Sample) -> bytes:
-        """The encoded image: the in-memory copy if there is one, else the file's bytes."""
+        """The encoded image: the in-memory copy if there is one, else the file's bytes (inside `root` only,
+        see `source_image_path`)."""
         if sample.data is not None:
             return sample.data
-        return self.image_path(sample).read_bytes()
+        return self.source_image_path(sample).read_bytes()
 
     def validate(self) -> list[str]:
         """Problems that would make a writer or trainer fail: joint counts that disagree with the skeleton."""
@@ -201,7 +235,8 @@ class Dataset:
 
     def with_samples(self, samples: Sequence[Sample]) -> Dataset:
         """A dataset with the same skeleton, root and extras, holding `samples` (not copied)."""
-        return Dataset(skeleton=self.skeleton, samples=list(samples), root=self.root, extras=dict(self.extras))
+        return Dataset(skeleton=self.skeleton, samples=list(samples), root=self.root, extras=dict(self.extras),
+                       allow_outside_root=self.allow_outside_root)
 
     def split(
         self,

@@ -16,13 +16,13 @@ from __future__ import annotations
 import math
 import os
 import re
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from cpm_core.atomic_io import atomic_write_bytes, atomic_write_text
+from cpm_core.dataset.image_copy import copy_image_file
 from cpm_core.dataset.imageinfo import image_size
 from cpm_core.dataset.issues import IssueLog, fatal
 from cpm_core.dataset.model import Dataset, Instance, Sample
@@ -152,8 +152,8 @@ def default_person(sample: Sample) -> str:
 def _place_image(ds: Dataset, sample: Sample, target: Path, images: str) -> None:
     if images == "none":
         return
+    src = ds.image_path(sample) if sample.data is not None else ds.source_image_path(sample)
     target.parent.mkdir(parents=True, exist_ok=True)
-    src = ds.image_path(sample)
     if sample.data is None and target.exists() and src.exists() and os.path.samefile(src, target):
         return
     if images == "link" and sample.data is None:
@@ -163,9 +163,7 @@ def _place_image(ds: Dataset, sample: Sample, target: Path, images: str) -> None
     elif sample.data is not None:
         atomic_write_bytes(target, sample.data)
     else:
-        tmp = target.with_name(f".{target.name}.tmp")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, target)
+        copy_image_file(src, target)
 
 
 def write_labels(

@@ -291,7 +291,9 @@ class AnnotationProject:
     def to_dataset(self, only_labelled: bool = True) -> Dataset:
         """A Dataset of the frames (only labelled ones by default, a training set has no half-done frames).
 
-        Absent joints get (0, 0), as COCO expects; predicted flags travel on the instances.
+        Absent joints get (0, 0), as COCO expects; predicted flags travel on the instances. Images may lie outside
+        the project's folder (`allow_outside_root`): a project lists frames its user added and looked at in the
+        app; `cpm dataset convert` of a project file still asks for `--allow-outside-root`.
         """
         samples = []
         for i, f in enumerate(self.frames):
@@ -305,7 +307,7 @@ class AnnotationProject:
                 instances.append(Instance(kp, st.visibility.copy(), st.bbox, st.predicted & st.placed))
             extras = {k: v for k, v in f.extras.items() if k != "more_instances"}
             samples.append(Sample(f.image, f.width, f.height, instances, extras))
-        return Dataset(skeleton=self.skeleton, samples=samples, root=self.folder)
+        return Dataset(skeleton=self.skeleton, samples=samples, root=self.folder, allow_outside_root=True)
 
     # -------------------------------------------------------------- files
     def to_dict(self) -> dict:
