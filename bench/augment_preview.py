@@ -74,7 +74,7 @@ def preview(pipeline, skeleton, stride: int, count: int, cols: int, zoom: int, p
     cv2.imwrite(path, tile(tiles[:count], cols, gap=2, background=255))
 
 
-def bench(cache, spec, cfg, batches: int, rounds: int = 3) -> list[tuple[str, float, float]]:
+def bench(cache, spec, cfg, batches: int, rounds: int = 2) -> list[tuple[str, float, float]]:
     """(name, images/s, CPU ms per image) of the pipeline alone (no model) per augmentation setting.
 
     The CPU time of this process per image is what a training run on the same cores has to give up, and it

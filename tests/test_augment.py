@@ -121,18 +121,23 @@ def test_target_peaks_stay_on_the_joints_with_paste_and_geometry(tmp_path):
         assert grey.min() < 10  # the black background is really there around the subject
 
 
+@pytest.fixture(scope="module")
+def checkerboard():
+    """A 4-pixel checkerboard cache and its crops with no augmentation (one pipeline for all settings)."""
+    board = (np.indices((RES, RES)).sum(axis=0) // 4 % 2 * 255).astype(np.uint8)
+    cache = make_cache(np.stack([np.stack([board, 255 - board, board // 2], axis=-1)] * 2), hand_keypoints(2))
+    return cache, first_batch(cache, AugmentConfig(**STILL))
+
+
 @pytest.mark.parametrize("setting", [{"motion_blur": 1.0}, {"defocus_blur": 1.0}, {"jpeg": 1.0},
                                      {"hue": 20.0, "channel_gain": 0.2}])
-def test_camera_degradations_change_the_image_but_keep_shape_dtype_and_range(setting):
-    board = (np.indices((RES, RES)).sum(axis=0) // 4 % 2 * 255).astype(np.uint8)  # 4-pixel checkerboard
-    images = np.stack([np.stack([board, 255 - board, board // 2], axis=-1)] * 2)
-    cache = make_cache(images, hand_keypoints(2))
+def test_camera_degradations_change_the_image_but_keep_shape_dtype_and_range(setting, checkerboard):
+    cache, (base, t_base, _) = checkerboard
     ds = make_pipeline(cache, SIZE, STRIDE, 2, AugmentConfig(**STILL, **setting), cache_scale=SCALE,
                        shuffle=False, repeat=False)
     out, targets, _ = next(iter(ds))
     assert out.shape == (2, SIZE, SIZE, 3) and out.dtype == tf.float32
     assert out.numpy().min() >= -0.5 and out.numpy().max() < 0.5
-    base, t_base, _ = first_batch(cache, AugmentConfig(**STILL))
     out = (out.numpy() + 0.5) * 256.0
     assert np.abs(out - base).mean() > 3.0, setting
     np.testing.assert_array_equal(targets.numpy(), t_base)
