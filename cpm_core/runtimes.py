@@ -13,20 +13,21 @@ exports in `training/export.py` deal in, so a runtime can be swapped without tou
   ONNX Runtime's CPU provider.
 
 `choose_runtime` is the rule `PoseEstimator(runtime="auto")` follows; `bench/runtimes.py` measures the table
-it rests on. Measured there (2-core AMX Xeon shared with a training run, load 6-8; ratios to TensorFlow float32
-from one run each, model-only at batch 1):
+it rests on. Measured there (2-core AMX Xeon shared with a training run, load 5-8, one model thread as the app
+gives a fast model on 2 cores; speed-up over TensorFlow float32 in the same run, model-only at batch 1):
 
 | model | TF bfloat16 | TFLite fp32 | TFLite int8 | ONNX Runtime fp32 |
 |---|---|---|---|---|
-| hand_default (hand-rt-128x3, plain 3x3/7x7 convolutions), 1 thread | 2.85x | 0.80x | 3.51x | 1.00x |
-| hand_default, 2 threads | 2.49x | 0.66x | 3.85x | 0.47x |
-| hand-lite-128x3 (depthwise-separable blocks), 1 thread | 1.18x | 0.23x | 0.03x | 1.84x |
+| hand_default (hand-rt-128x3, plain 3x3/7x7 convolutions) | 3.55x | 0.68x | 3.96x | 0.96x |
+| hand-rt-128x3 / body-rt-192x3 (untrained) | 3.55x / 2.61x | 0.69x / 0.72x | 3.92x / 2.74x | 0.89x / 0.92x |
+| hand-lite-128x3 / body-lite-192x3 (depthwise) | 1.18x / 1.14x | 0.32x / 0.15x | 0.05x / 0.03x | 2.57x / 1.21x |
 
 So: plain convolutions stay on TensorFlow (oneDNN is as fast as any float32 runtime there, and its bfloat16 on
-AMX is far faster); models with depthwise convolutions go to ONNX Runtime (oneDNN's depthwise kernels are slow,
-even in bfloat16). TFLite never won at float32 and is no fallback. int8 won for the plain hand model (within
-1 PCK point on hand_more/val) but needs a calibration set the estimator does not have at load time: it is
-`cpm export --format tflite --int8` or `runtime="tflite-int8"` with crops, never automatic.
+AMX far faster); models with depthwise convolutions go to ONNX Runtime (oneDNN's depthwise kernels are slow,
+even in bfloat16; XNNPACK was slower still on those graphs). TFLite never won at float32 and is no fallback.
+int8 won for the plain models (within 1 PCK point on hand_more/val for the hand model: +0.08 pt on 58 subjects,
+-0.54 pt on 114) but needs a calibration set the estimator does not have at load time, and PCK must be checked
+per model: it is `cpm export --format tflite --int8` or `runtime="tflite-int8"` with crops, never automatic.
 """
 
 from __future__ import annotations
