@@ -100,16 +100,27 @@ def keras_heatmaps(model, card, images: np.ndarray) -> np.ndarray:
     return np.asarray(model(card.normalisation.apply(images), training=False), np.float32)
 
 
-def save_savedmodel(model, card, out: Path) -> Path:
+def save_savedmodel(model, card, out: Path, force: bool = False) -> Path:
+    """Written to a temporary sibling and renamed into place; an existing `out` is replaced only if it is empty
+    or an export of ours, or with `force` (it used to be deleted whatever it held)."""
+    import tempfile
+
     import tensorflow as tf
 
     from cpm_core.atomic_io import atomic_write_text
+    from cpm_core.weights.own_format import SAVEDMODEL_ENTRIES, check_output_folder, replace_folder
 
+    check_output_folder(out, SAVEDMODEL_ENTRIES, force)
     module = _module(model, card)
-    if out.exists():
-        shutil.rmtree(out)
-    tf.saved_model.save(module, str(out), signatures={"serving_default": module.serve})
-    atomic_write_text(out / "card.json", card.to_json())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve})
+        atomic_write_text(tmp / "card.json", card.to_json())
+        replace_folder(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return out
 
 
@@ -165,7 +176,7 @@ def run_onnx(path: Path, images: np.ndarray) -> np.ndarray:
 
 def export_model(model_path: str | Path, out: str | Path, fmt: str, float16: bool = False,
                  check_images: int = 2, seed: int = 0, int8: bool = False,
-                 calibration: str | Path | None = None) -> dict:
+                 calibration: str | Path | None = None, force: bool = False) -> dict:
     """Export and check; returns {"format", "path", "max_abs_diff", "tolerance", "shape", "float16", "int8"}.
 
     int8 exports are checked on real crops (the calibration set's, after the ones used to calibrate) as well
@@ -180,8 +191,12 @@ def export_model(model_path: str | Path, out: str | Path, fmt: str, float16: boo
         raise ValueError("--int8 applies to --format tflite only, without --float16")
     if int8 != (calibration is not None):
         raise ValueError("--int8 needs --calibration DATASET (a training set's labels), and --calibration --int8")
-    model, card = load_model(model_path)
     out = Path(out)
+    if fmt in ("savedmodel", "own"):  # before the slow part: a user's folder is refused at once (unless force)
+        from cpm_core.weights.own_format import OWN_ENTRIES, SAVEDMODEL_ENTRIES, check_output_folder
+
+        check_output_folder(out, SAVEDMODEL_ENTRIES if fmt == "savedmodel" else OWN_ENTRIES, force)
+    model, card = load_model(model_path)
     s = card.spec.input_size
     images = np.random.default_rng(seed).integers(0, 256, (check_images, s, s, 3), dtype=np.uint8)
     crops = None
@@ -191,7 +206,7 @@ def export_model(model_path: str | Path, out: str | Path, fmt: str, float16: boo
             images, crops = crops[-check_images:], crops[:-check_images]
     want = keras_heatmaps(model, card, images)
     if fmt == "savedmodel":
-        save_savedmodel(model, card, out)
+        save_savedmodel(model, card, out, force)
         got = run_savedmodel(out, images)
     elif fmt == "tflite":
         save_tflite(model, card, out, float16, crops)
@@ -200,7 +215,7 @@ def export_model(model_path: str | Path, out: str | Path, fmt: str, float16: boo
         save_onnx(model, card, out)
         got = run_onnx(out, images)
     else:
-        save_model(model, card, out)
+        save_model(model, card, out, force=force)
         reloaded, card2 = load_model(out)
         got = keras_heatmaps(reloaded, card2, images)
     if got.shape != want.shape:
@@ -223,13 +238,15 @@ def register(subparsers) -> None:
     p.add_argument("--calibration", metavar="DATASET",
                    help="int8: labelled dataset (a training set, never the evaluation set) to take crops from")
     p.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    p.add_argument("--force", action="store_true",
+                   help="savedmodel / own: replace OUT even if it is a folder of other files (they are deleted)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         res = export_model(args.model, args.out, args.fmt, args.float16, int8=args.int8,
-                           calibration=args.calibration)
+                           calibration=args.calibration, force=args.force)
     except Exception as exc:
         print(f"cpm export: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return 1

@@ -18,19 +18,23 @@ def register(subparsers) -> None:
     p.add_argument("--stride", type=int, choices=(4, 8), default=None,
                    help="heatmap stride (4 for the port's 'v2' student, default 8)")
     p.add_argument("--name", default=None, help="model name for the card")
+    p.add_argument("--force", action="store_true",
+                   help="replace OUTPUT even if it is a folder of other files (they are deleted)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from cpm_core.weights import WeightsError, load_model, save_model
+    from cpm_core.weights.own_format import check_output_folder
 
     try:
+        check_output_folder(args.output, force=args.force)  # before the (slow) load: fail at once
         model, card = load_model(args.input, input_size=args.input_size, stride=args.stride)
+        if args.name:
+            card.name = args.name
+        out = save_model(model, card, args.output, force=args.force)
     except WeightsError as exc:
         print(f"cpm convert-weights: {exc}", file=sys.stderr)
         return 2
-    if args.name:
-        card.name = args.name
-    out = save_model(model, card, args.output)
     print(f"wrote {out}: {card.summary().splitlines()[0]}")
     return 0

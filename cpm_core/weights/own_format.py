@@ -22,9 +22,64 @@ CARD_FILE = "card.json"
 WEIGHTS_FILE = "weights.weights.h5"
 
 
-def save_model(model: keras.Model, card: ModelCard, path: str | Path) -> Path:
-    """Write `model` and `card` to the folder `path` (replacing it atomically if it exists)."""
+# What a folder of ours holds: a model folder, or a `cpm export --format savedmodel` folder (with our card).
+OWN_ENTRIES = frozenset({CARD_FILE, WEIGHTS_FILE})
+SAVEDMODEL_ENTRIES = frozenset({CARD_FILE, "saved_model.pb", "fingerprint.pb", "variables", "assets"})
+
+
+class OutputFolderError(WeightsError):
+    """An output folder that holds someone's files: replacing it would delete them."""
+
+
+def check_output_folder(path: str | Path, ours: frozenset[str] = OWN_ENTRIES, force: bool = False) -> None:
+    """Refuse to replace `path` unless it is missing, empty, or holds only what we write there (with our card).
+
+    Why: writing a model replaces its folder as a whole, so a folder the user named by mistake (or a model folder
+    they put notes into) would lose everything in it. `force` is the user's explicit `--force`.
+    """
     path = Path(path)
+    if force or not os.path.lexists(path):
+        return
+    if path.is_symlink() or not path.is_dir():
+        raise OutputFolderError(f"{path}: exists and is not a folder; choose another output or pass --force to "
+                                "replace it")
+    entries = {p.name for p in path.iterdir()}
+    if not entries or (CARD_FILE in entries and entries <= ours):
+        return
+    others = sorted(entries - ours) if CARD_FILE in entries else sorted(entries)
+    shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+    raise OutputFolderError(f"{path}: folder is not empty and is not a model written here (it holds {shown}); "
+                            "choose another folder or pass --force to replace it and everything in it")
+
+
+def replace_folder(new: Path, path: Path) -> None:
+    """Put the finished folder `new` (a sibling of `path`) at `path`: the old one is moved aside first and deleted
+    only once the new one is in place, so a crash leaves either the old or the new folder, never half of one."""
+    old = None
+    if os.path.lexists(path):
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        os.replace(path, old)
+    try:
+        os.replace(new, path)
+    except BaseException:
+        if old is not None:
+            os.replace(old, path)
+        raise
+    if old is not None:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+
+
+def save_model(model: keras.Model, card: ModelCard, path: str | Path, force: bool = False) -> Path:
+    """Write `model` and `card` to the folder `path`, atomically (a temporary sibling renamed into place).
+
+    An existing folder is replaced only if it is empty or a model folder of ours (`check_output_folder`), or
+    with `force`; otherwise `OutputFolderError` and nothing is written.
+    """
+    path = Path(path)
+    check_output_folder(path, OWN_ENTRIES, force)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
@@ -33,13 +88,7 @@ def save_model(model: keras.Model, card: ModelCard, path: str | Path) -> Path:
             f.write(card.to_json())
             f.flush()
             os.fsync(f.fileno())
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_folder(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
