@@ -7,6 +7,9 @@ A CPM teacher additionally gives per-stage heatmaps inside the training graph (o
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -97,6 +100,62 @@ class CpmTeacher:
         return frames_per_second(lambda: self._forward(x).numpy())
 
 
+TFLITE_IDENTIFIER = b"TFL3"
+PROBE_TIMEOUT_S = 600
+# Loads the model, allocates and runs it once on zeros, in a child process: the TFLite runtime trusts the file's
+# offsets, so a truncated model segfaults it, and that must end the probe, not `cpm distill` or the app.
+_TFLITE_PROBE = """
+import sys, warnings
+import numpy as np
+warnings.simplefilter("ignore")
+from tensorflow.lite.python.interpreter import Interpreter
+try:
+    it = Interpreter(model_path=sys.argv[1], num_threads=1)
+    it.allocate_tensors()
+    for d in it.get_input_details():
+        it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+    it.invoke()
+except Exception as exc:
+    print(f"{exc.__class__.__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
+    sys.exit(3)
+"""
+
+
+def check_tflite_file(path: str | Path) -> None:
+    """Raise a one-line ValueError naming `path` unless it is a TFLite model the runtime can load and run.
+
+    Why: `tf.lite.Interpreter` segfaults on a truncated model and reports a random file with an error that names
+    no file (or a UnicodeDecodeError). The flatbuffer header is checked here, then the model is loaded and run
+    once in a child process, so a crash there becomes this error instead of killing the caller.
+    """
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        with open(p, "rb") as f:
+            head = f.read(8)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the teacher model ({exc.strerror or exc})") from None
+    if size < 8 or head[4:8] != TFLITE_IDENTIFIER:
+        raise ValueError(f"{path}: not a TFLite model (no {TFLITE_IDENTIFIER.decode()} flatbuffer identifier at "
+                         "byte 4)")
+    if int.from_bytes(head[:4], "little") >= size:
+        raise ValueError(f"{path}: truncated TFLite model (its root table lies beyond the file's {size} bytes)")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    try:
+        proc = subprocess.run([sys.executable, "-c", _TFLITE_PROBE, str(p)], capture_output=True, text=True,
+                              env=env, timeout=PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ValueError(f"{path}: the TFLite runtime did not finish loading this model in {PROBE_TIMEOUT_S} s") \
+            from None
+    if proc.returncode == 0:
+        return
+    if proc.returncode < 0:
+        raise ValueError(f"{path}: the TFLite runtime crashed reading this model (signal {-proc.returncode}): a "
+                         "truncated or corrupt .tflite file?")
+    detail = (proc.stdout.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+    raise ValueError(f"{path}: not a usable TFLite model ({detail[:300]})")
+
+
 class KeypointTeacher:
     """A TFLite landmark model (e.g. MediaPipe's hand_landmark_*.tflite): square RGB [0, 1] crop in, joints
     in input pixels and a presence score out. Runs with tf.lite.Interpreter on 2 threads, one frame a call."""
@@ -109,10 +168,14 @@ class KeypointTeacher:
         self.path = str(path)
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: no such teacher model")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
-            self.interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=num_threads)
-        self.interpreter.allocate_tensors()
+        check_tflite_file(path)  # a broken file must not crash this process (see check_tflite_file)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
+                self.interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=num_threads)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ValueError(f"{path}: not a usable TFLite model ({exc})") from None
         inp = self.interpreter.get_input_details()[0]
         shape = [int(v) for v in inp["shape"]]
         if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3:
