@@ -72,6 +72,12 @@ def build_cpm(spec: ModelSpec, precision: str = "float32") -> keras.Model:
     """Build the CPM of `spec`: input (batch, S, S, 3) normalised image -> (batch, stages, h, w, J)."""
     policy = dtype_policy(precision)
     image = keras.Input((spec.input_size, spec.input_size, 3), name="image")
+    if spec.blocks == "mobile":
+        from cpm_core.mobile import build_mobile_stages
+
+        stage_outputs = build_mobile_stages(spec, policy, image)
+        heatmaps = _Stack(name="stage_heatmaps", dtype="float32")(stage_outputs)
+        return keras.Model(image, heatmaps, name=spec.name.replace("-", "_"))
     x = image
     features = None
     stage_outputs = []
@@ -149,6 +155,11 @@ def fold_batch_norm(model: keras.Model, spec: ModelSpec) -> tuple[keras.Model, M
     """A plain float32 CPM (no batch norm) computing what `model` computes at inference."""
     plain_spec = spec.with_(batch_norm=False)
     plain = build_cpm(plain_spec, "float32")
+    if spec.blocks == "mobile":
+        from cpm_core.mobile import fold_mobile
+
+        fold_mobile(model, spec, plain)
+        return plain, plain_spec
     for conv in spec.convs():
         kernel, bias = model.get_layer(conv.keras_name).get_weights()
         if spec.batch_norm and conv.relu:

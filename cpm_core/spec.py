@@ -15,6 +15,7 @@ FEATURE_CHANNELS = 128
 STAGE1_CHANNELS = 512
 MID_CHANNELS = 128
 MID_KERNEL = 7
+BLOCK_FAMILIES = ("vgg", "mobile")
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,20 @@ class ModelSpec:
     width: float = 1.0  # multiplier on every hidden channel count (not on the heatmap channels)
     centre_map: bool = False
     batch_norm: bool = False  # training only: folded into the convolutions when a model is exported
+    # Block family: "vgg" = the port's plain 3x3 trunk and 7x7 stage convolutions (its weights load by name);
+    # "mobile" = inverted-residual trunk and depthwise-separable refinement stages (cpm_core/mobile.py).
+    # Cards written before this field existed have no "blocks" key and so read as "vgg".
+    blocks: str = "vgg"
 
     def __post_init__(self) -> None:
         if self.stages < 2:
             raise ValueError(f"a CPM needs at least 2 stages, got {self.stages}")
         if self.stride not in (4, 8):
             raise ValueError(f"stride must be 4 or 8, got {self.stride}")
+        if self.blocks not in BLOCK_FAMILIES:
+            raise ValueError(f"blocks must be one of {', '.join(BLOCK_FAMILIES)}, got {self.blocks!r}")
+        if self.blocks == "mobile" and self.stride != 4:
+            raise ValueError(f"mobile-block CPMs put their heatmaps at stride 4, got stride {self.stride}")
         if self.trunk not in ("hand", "body"):
             raise ValueError(f"trunk must be 'hand' or 'body', got {self.trunk!r}")
         if self.input_size % self.stride or self.input_size < 4 * self.stride:
@@ -80,7 +89,13 @@ class ModelSpec:
         return max(4, int(round(channels * self.width)))
 
     def conv_plan(self) -> list[ConvDef | str]:
-        """Every layer in build order: ConvDefs, 'P' for a pool, 'STAGE t' markers before each stage."""
+        """Every layer in build order: ConvDefs, 'P' for a pool, 'STAGE t' markers before each stage.
+
+        Only the "vgg" family has this plan (the port's scopes); a "mobile" model's layers are listed by
+        `cpm_core.mobile.mobile_plan`."""
+        if self.blocks != "vgg":
+            raise ValueError(f"{self.name}: conv_plan() describes the port's VGG family; this model uses "
+                             f"{self.blocks!r} blocks")
         plan: list[ConvDef | str] = []
         trunk = _HAND_TRUNK if self.trunk == "hand" else _BODY_TRUNK
         c_in, grid, k, pools = 3, self.input_size, 0, 0
@@ -119,6 +134,10 @@ class ModelSpec:
 
     def gflops(self) -> float:
         """Forward-pass cost per frame (2 FLOPs per multiply-add), convolutions only."""
+        if self.blocks == "mobile":
+            from cpm_core.mobile import mobile_plan
+
+            return sum(layer.flops for layer in mobile_plan(self)) / 1e9
         total = sum(2 * c.kernel * c.kernel * c.in_channels * c.filters * c.grid * c.grid for c in self.convs())
         return total / 1e9
 
@@ -145,6 +164,10 @@ PRESETS: dict[str, ModelSpec] = {
     # Real-time presets of our own: quarter width, sized for >= 30 frames/s on 2 CPU cores.
     "hand-rt-128x3": ModelSpec("hand-rt-128x3", 128, 3, 21, 4, "hand", width=0.25),
     "body-rt-192x3": ModelSpec("body-rt-192x3", 192, 3, 17, 8, "hand", width=0.25),
+    # Efficient CPMs (cpm_core/mobile.py): inverted-residual trunk, depthwise-separable 7x7 refinement stages,
+    # batch norm while training (folded on export); every stage's heatmaps at stride 4.
+    "hand-lite-128x3": ModelSpec("hand-lite-128x3", 128, 3, 21, 4, "hand", blocks="mobile"),
+    "body-lite-192x3": ModelSpec("body-lite-192x3", 192, 3, 17, 4, "body", blocks="mobile"),
 }
 
 
