@@ -16,6 +16,7 @@ Prints, for one run on one machine:
 
     python bench/inference.py [--presets hand-rt-128x3,hand-lite-128x3] [--seconds 8] [--train-seconds 10]
                               [--train-precisions float32,bfloat16] [--vs hand-rt-128x3]
+                              [--runtimes hand-lite-128x3,resources/models/hand_default]
 """
 
 from __future__ import annotations
@@ -184,6 +185,10 @@ def main() -> None:
                     help="skip the training step of presets estimated (3 x batch x GFLOPs over the float32 "
                          "matmul ceiling) to take longer than this many seconds a step; 0: time every preset")
     ap.add_argument("--vs", default="hand-rt-128x3", help="base preset for the ratio table ('' for none)")
+    ap.add_argument("--runtimes", default="",
+                    help="after the tables, the runtime table (bench/runtimes.py: TensorFlow, TFLite float32 and "
+                         "int8, ONNX Runtime) for these presets and/or model folders, comma-separated ('' for none)")
+    ap.add_argument("--runtime-seconds", type=float, default=5.0, help="timing budget per runtime")
     args = ap.parse_args()
     presets = [p for p in args.presets.split(",") if p]
     if args.vs and args.vs not in presets:
@@ -296,6 +301,16 @@ def main() -> None:
             print(f"| {p:<20} | {info[p]['gflops']:6.2f} | {info[p]['params']:10,d} | "
                   f"{'–' if s is None else f'{s:.0f}':>7} | {ratio(s, base_step):>12} | {la:10.1f} | "
                   f"{ratio(la, base_lat):>15} | {verdict:<7} |")
+    if args.runtimes:
+        from runtimes import format_table, runtime_table
+
+        targets = [t for t in args.runtimes.split(",") if t]
+        print("\nruntimes (model-only, batch 1; heatmaps against TensorFlow float32 on held-out real crops; "
+              "PCK on hand_more/val for trained model folders)")
+        rows = runtime_table(presets=[t for t in targets if t in PRESETS],
+                             models=[t for t in targets if t not in PRESETS], seconds=args.runtime_seconds,
+                             log=lambda *_: None)
+        print(format_table(rows))
 
 
 if __name__ == "__main__":
