@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine (Xvfb and the X libraries Qt's xcb plugin loads,
-# for the one test that opens a real window) and the project with its test extras, then runs every test.
+# for the tests that open a real window), makes or reuses .venv with the project and its test extras
+# (scripts/venv.sh: python3 only, no `python` command and no system-wide pip needed), then runs the tests from it.
+# Arguments go to pytest: `bash scripts/test.sh tests/test_core.py -k skeleton`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
@@ -11,6 +13,5 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
       libxcb-randr0 libxcb-xfixes0 libxcb-sync1 libxcb-xkb1 libfontconfig1 libdbus-1-3 >/dev/null
   fi
 fi
-python -m pip install -q -e ".[test]"
 export QT_QPA_PLATFORM=offscreen
-python -m pytest -q -p no:cacheprovider "$@"
+CPM_EXTRAS=test bash scripts/venv.sh python -m pytest -q -p no:cacheprovider "$@"
