@@ -1,7 +1,9 @@
 """`cpm-studio`: start the live pose viewer, or render N frames to a screenshot and quit (CI, docs, bug reports).
 
 The source is checked before TensorFlow is imported, so a bad path fails fast with one line on stderr and
-exit status 1 (2 for a model that cannot be loaded, 3 for a run that timed out).
+exit status 1 (2 for a model that cannot be loaded or no display, 3 for a run that timed out). Without a display
+(Linux, no DISPLAY / WAYLAND_DISPLAY, QT_QPA_PLATFORM unset) it says so in one line and exits 2 instead of letting
+Qt abort. TensorFlow's and Qt's start-up noise stays off stderr unless --verbose or CPM_VERBOSE=1 asks for it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,15 @@ import sys
 from pathlib import Path
 
 EXIT_SOURCE, EXIT_MODEL, EXIT_TIMEOUT = 1, 2, 3
+EXIT_NO_DISPLAY = 2  # like a usage error: nothing was started
+
+
+def no_display() -> bool:
+    """True on Linux with neither an X nor a Wayland display and no QT_QPA_PLATFORM chosen: Qt's default xcb plugin
+    would abort the process (exit 134, a page of plugin messages) where one line can say what to do."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return False
+    return not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -29,15 +40,42 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--detector", choices=("palm", "pose", "hog"), default=None,
                    help="with --detect: override the detector (default: palm for hand models, pose for body models)")
     p.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds with --quit")
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow's and Qt's start-up and log lines (also "
+                   "CPM_VERBOSE=1)")
     args = p.parse_args(argv)
     if args.frames is not None and args.frames < 1:
         p.error("--frames must be at least 1")
     return args
 
 
+# Qt messages that are expected and say nothing to a user: the offscreen platform (scripted screenshots, CI) cannot
+# pass size hints to a window manager it does not have.
+QT_NOISE = ("This plugin does not support propagateSizeHints()",)
+
+
+def install_qt_message_filter() -> None:
+    """Drop Qt's known-harmless messages (`QT_NOISE`) and print the rest as Qt would, one line each on stderr."""
+    from PySide6.QtCore import QtMsgType, qInstallMessageHandler
+
+    def handler(kind: QtMsgType, _context: object, message: str) -> None:
+        if message in QT_NOISE:
+            return
+        prefix = {QtMsgType.QtWarningMsg: "Warning: ", QtMsgType.QtCriticalMsg: "Critical: ",
+                  QtMsgType.QtFatalMsg: "Fatal: "}.get(kind, "")
+        print(f"{prefix}{message}", file=sys.stderr)
+
+    qInstallMessageHandler(handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from training.cli import quiet_native_start, verbose_requested
+
+    verbose = args.verbose or verbose_requested([])
+    if no_display():
+        print("cpm-studio: no display (DISPLAY and WAYLAND_DISPLAY are unset); for scripted screenshots run with "
+              "QT_QPA_PLATFORM=offscreen", file=sys.stderr)
+        return EXIT_NO_DISPLAY
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # our SourceError says it in one line; FFmpeg's is noise
 
     from app.frame_sources import open_source
@@ -52,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cpm-studio: {exc}", file=sys.stderr)
             return EXIT_SOURCE
 
+    # TensorFlow's C++ start-up lines (CUDA probe, oneDNN, TFLite's XNNPACK notice) are kept off stderr; errors stay.
+    quiet_native_start(verbose)
+    if not verbose:
+        install_qt_message_filter()
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 

@@ -1,7 +1,8 @@
 """The `cpm` command: one entry point, subcommands registered by the modules that implement them.
 
 Each module exposes `register(subparsers)`, which adds its subcommands with `func=handler(args) -> int`.
-Handlers import TensorFlow lazily, so `cpm --help` answers at once.
+Handlers import TensorFlow lazily. TensorFlow's C++ start-up lines (CUDA probing, oneDNN notices, TFLite's
+XNNPACK notice) are kept off stderr unless `--verbose` (anywhere on the line) or CPM_VERBOSE=1 asks for them.
 """
 
 from __future__ import annotations
@@ -9,8 +10,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 # Modules that add subcommands; a module that is not importable (optional part missing) is skipped.
 COMMAND_MODULES = [
@@ -27,6 +31,8 @@ COMMAND_MODULES = [
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cpm", description="Convolutional Pose Machines: inference, weights, "
                                      "datasets, training.")
+    parser.add_argument(VERBOSE_FLAG, action="store_true", help="show TensorFlow's start-up and log lines (also "
+                        "CPM_VERBOSE=1); accepted after the subcommand too")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -39,32 +45,95 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def quiet_tensorflow_start() -> None:
-    """Import TensorFlow and initialise its devices with the C++ start-up chatter (CUDA probing, oneDNN and
-    CPU-feature notices) kept off the terminal; it is shown only if the start fails. Python-level warnings
-    and errors later on are untouched."""
-    if "tensorflow" in sys.modules or os.environ.get("CPM_TF_VERBOSE"):
-        return
+VERBOSE_FLAG = "--verbose"
+
+# What TensorFlow, absl, the CUDA probe and TFLite print from C++ straight to file descriptor 2 while TensorFlow
+# starts: absl's pre-init banner, INFO/WARNING lines (oneDNN and CPU-feature notices, "Could not find cuda
+# drivers"), the CUDA probe's expected ERROR lines on a machine without a GPU ("failed call to cuInit"), and the
+# XNNPACK notice. Anything else printed meanwhile (a real error) is passed on.
+_NATIVE_NOISE = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|[IW]\d{4} \S+\s+\d+ \S+:\d+\] .*"
+    r"|E\d{4} \S+\s+\d+ \S*cud\S*:\d+\] .*"
+    r"|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\."
+    r"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\."
+)
+
+
+def verbose_requested(argv: list[str]) -> bool:
+    """`--verbose` anywhere before a `--`, or CPM_VERBOSE (or the older CPM_TF_VERBOSE) set to anything but 0:
+    decided before TensorFlow is imported, since its start-up lines are printed during the import."""
+    words = argv[:argv.index("--")] if "--" in argv else argv
+    env = (os.environ.get("CPM_VERBOSE") or os.environ.get("CPM_TF_VERBOSE") or "").strip()
+    return VERBOSE_FLAG in words or env not in ("", "0")
+
+
+@contextmanager
+def native_stderr_filtered() -> Iterator[None]:
+    """Point file descriptor 2 (where C++ libraries write) at a temporary file for the block, then pass on what
+    is not known start-up noise (`_NATIVE_NOISE`); if the block raises, everything is passed on."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as log:
         os.dup2(log.fileno(), 2)
+        failed = False
         try:
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()
+            yield
         except BaseException:
-            os.dup2(saved, 2)
-            log.seek(0)
-            sys.stderr.write(log.read().decode("utf-8", "replace"))
+            failed = True
             raise
         finally:
+            sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
+            log.seek(0)
+            lines = log.read().decode("utf-8", "replace").splitlines()
+            kept = lines if failed else [line for line in lines if not _NATIVE_NOISE.fullmatch(line.strip())]
+            if any(line.strip() for line in kept):
+                sys.stderr.write("\n".join(kept) + "\n")
+                sys.stderr.flush()
+
+
+def _spend_tflite_notice() -> None:
+    """TFLite prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." from C++ the first time a process
+    makes an interpreter, once. Making one here, the way cpm_core does (the bundled palm detector, a few
+    milliseconds), spends that line while stderr is filtered; a missing model file only means no notice to spend."""
+    from cpm_core.detection.palm import default_palm_model
+    from cpm_core.detection.ssd import load_interpreter
+
+    path = default_palm_model()
+    if path.is_file():
+        load_interpreter(path, threads=1)
+
+
+def quiet_native_start(verbose: bool = False) -> None:
+    """Start TensorFlow (import, device discovery, TFLite's first interpreter) with its C++ start-up chatter
+    filtered out, and keep TensorFlow's and absl's Python loggers to errors; with `verbose` nothing is hidden.
+    The CLI and the app call this first, before anything imports TensorFlow. Real errors are still shown."""
+    if verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # later C++ INFO/WARNING lines; errors still shown
+    if "tensorflow" in sys.modules:
+        return
+    with native_stderr_filtered():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+        _spend_tflite_notice()
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    tf.get_logger().setLevel("ERROR")
 
 
 def main(argv: list[str] | None = None) -> int:
-    quiet_tensorflow_start()  # before the subcommand modules, some of which import TensorFlow
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = verbose_requested(argv)
+    if verbose:  # accepted anywhere, so no subcommand has to declare it
+        cut = argv.index("--") if "--" in argv else len(argv)
+        argv = [a for a in argv[:cut] if a != VERBOSE_FLAG] + argv[cut:]
+    quiet_native_start(verbose)  # before the subcommand modules, some of which import TensorFlow
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
