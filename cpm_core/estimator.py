@@ -14,10 +14,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cpm_core.heatmaps import decode_heatmaps, grid_to_input, stage_peak_confidence
+from cpm_core.heatmaps import DEFAULT_SIGMA, decode_heatmaps, grid_to_input, stage_peak_confidence
 from cpm_core.model_card import ModelCard
 from cpm_core.network import cpu_has_fast_bfloat16
 from cpm_core.preprocess import CropBox, CropTransform
+from cpm_core.presence import presence_score
 from cpm_core.runtimes import (
     RUNTIMES,
     Runtime,
@@ -37,6 +38,7 @@ class PoseResult:
     crop: CropTransform
     timings: dict[str, float] = field(default_factory=dict)  # milliseconds: preprocess, model, decode
     oriented_by: str = ""  # upright models: where the crop's angle and side came from (palm, search, followed)
+    target_sigma: float = 2.0  # the training targets' sigma in heatmap cells (what `presence` measures blobs by)
 
     @property
     def num_joints(self) -> int:
@@ -45,6 +47,12 @@ class PoseResult:
     def stage_confidence(self) -> np.ndarray:
         """Mean peak confidence per stage, (stages,)."""
         return stage_peak_confidence(self.heatmaps, self.num_joints)
+
+    @property
+    def presence(self) -> float:
+        """How sure the heatmaps are that a subject is in the crop at all, in [0, 1] (`cpm_core.presence`); below
+        `cpm_core.presence.THRESHOLD` the pipeline draws no pose and trackers search again."""
+        return presence_score(self.heatmaps, self.num_joints, self.target_sigma)
 
     @property
     def valid(self) -> bool:
@@ -126,7 +134,8 @@ class PoseEstimator:
         xy = transform.to_frame(xy_in)
         kp = np.concatenate([xy, grid[:, 2:3]], axis=1).astype(np.float32)
         timings["decode"] = (time.perf_counter() - t) * 1e3
-        return PoseResult(kp, heatmaps, transform, timings)
+        sigma = self.card.blur_sigma or DEFAULT_SIGMA  # DARK models decode with their targets' sigma
+        return PoseResult(kp, heatmaps, transform, timings, target_sigma=sigma)
 
     def predict(self, frame: np.ndarray, crop: CropBox | None = None) -> PoseResult:
         """Pose in a BGR uint8 frame; `crop` is the square region to look at (default: whole frame)."""

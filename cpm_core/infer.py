@@ -18,6 +18,7 @@ import numpy as np
 from cpm_core.atomic_io import atomic_write_bytes, atomic_write_text
 from cpm_core.orientation import UprightFollower
 from cpm_core.preprocess import CropBox
+from cpm_core.presence import THRESHOLD as PRESENCE_THRESHOLD
 from cpm_core.progress import ProgressBar
 from cpm_core.render import draw_pose, joints_view, multi_stage_view
 from cpm_core.sources import SourceError, VideoReader, classify, folder_images, read_image
@@ -39,7 +40,8 @@ def register(subparsers) -> None:
                    help="also write the multi-stage or per-joint heatmap view")
     p.add_argument("--crop", choices=("letterbox", "centre"), default="letterbox",
                    help="whole frame padded to a square, or the centred square (the port's demos)")
-    p.add_argument("--threshold", type=float, default=0.1, help="hide joints below this confidence")
+    p.add_argument("--threshold", type=float, default=0.1, help="hide joints below this confidence (a pose whose "
+                   "presence 'score' is below 0.5 is not drawn at all)")
     p.add_argument("--detect", action="store_true", help="find subjects anywhere in the frame with a detector, "
                    "estimate each one's pose and track identities; JSON results get 'subjects'")
     p.add_argument("--detector", choices=("palm", "pose", "hog"), default=None,
@@ -109,18 +111,34 @@ def _frames(path: Path, kind: str):
                 raise SourceError(f"{path}: video has no decodable frames")
 
 
+def _hidden(keypoints: np.ndarray) -> np.ndarray:
+    """Keypoints that no drawing shows (NaN positions): a pose whose presence is below the threshold is listed
+    in the JSON but not drawn, so hand-free frames get no skeleton on a forearm or a wall."""
+    out = np.array(keypoints, dtype=np.float32, copy=True)
+    out[:, :2] = np.nan
+    return out
+
+
 def _flush_detected(multi, batch: list, kind: str, path: Path, args, writers: _Writers, results: list, bar) -> None:
     """--detect: every frame through detector + CPM + tracker; the first (best) subject's joints also go
-    under 'keypoints', so readers of the single-subject JSON keep working."""
+    under 'keypoints', so readers of the single-subject JSON keep working. Each subject gets its pose's
+    'presence' (the detector's own 'score' stays); the result's 'score' is the first subject's presence (0 when
+    nothing was found). Subjects below the presence threshold keep their outline but get no skeleton."""
     from cpm_core.detection.draw import draw_subjects
 
     for index, src, frame in batch:
         subjects = multi.process(frame).subjects
-        entries = [s.to_dict() for s in subjects]
+        presence = [s.result.presence for s in subjects]
+        entries = [dict(s.to_dict(), presence=round(p, 4)) for s, p in zip(subjects, presence)]
         results.append({"source": src if kind == "folder" else str(path), "frame": index,
-                        "keypoints": entries[0]["keypoints"] if entries else [], "subjects": entries})
+                        "keypoints": entries[0]["keypoints"] if entries else [],
+                        "score": round(presence[0], 4) if presence else 0.0, "subjects": entries})
         if writers.out_dir is not None:
-            writers.add("pose", draw_subjects(frame, subjects, multi.estimator.card.skeleton, args.threshold), src)
+            skel = multi.estimator.card.skeleton
+            shown = [s for s, p in zip(subjects, presence) if p >= PRESENCE_THRESHOLD]
+            hidden = [s for s, p in zip(subjects, presence) if p < PRESENCE_THRESHOLD]
+            image = draw_subjects(frame, hidden, skel, args.threshold, draw_pose=False)
+            writers.add("pose", draw_subjects(image, shown, skel, args.threshold), src)
         if bar:
             bar.update()
 
@@ -159,13 +177,17 @@ def _process(estimator, path: Path, args, out_dir: Path | None, results: list, e
                 if kind != "video":
                     follower.reset()
                 poses.append(follower.predict(frame, crop))
+                if poses[-1].presence < PRESENCE_THRESHOLD:  # nothing in view: search afresh on the next frame
+                    follower.reset()
         else:
             poses = estimator.predict_batch(frames, crops, batch_size=BATCH)
         for (index, src, frame), res in zip(batch, poses):
-            kp = res.keypoints
+            presence = res.presence
             results.append({"source": src if kind == "folder" else str(path), "frame": index,
+                            "score": round(presence, 4),
                             "keypoints": [[round(float(x), 2), round(float(y), 2), round(float(c), 4)]
-                                          for x, y, c in kp]})
+                                          for x, y, c in res.keypoints]})
+            kp = res.keypoints if presence >= PRESENCE_THRESHOLD else _hidden(res.keypoints)
             if out_dir is not None:
                 writers.add("pose", draw_pose(frame, kp, skel, args.threshold), src)
                 if args.view != "single":

@@ -1,0 +1,129 @@
+"""The presence score: what it reads from heatmaps and how `cpm infer` reports and draws by it."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from cpm_core.heatmaps import encode_heatmaps
+from cpm_core.presence import MIDPOINT_BLOBS, THRESHOLD, blob_area, foreground_blobs, presence_score
+
+# A right hand, fingers up, in a 32-cell grid: wrist at the bottom, four joints per finger.
+HAND_GRID = np.array(
+    [[16, 27],
+     [12, 25], [9, 22], [7, 19], [5, 16],  # thumb
+     [13, 18], [12, 13], [12, 10], [12, 7],  # index
+     [16, 17], [16, 12], [16, 8], [16, 5],  # middle
+     [19, 18], [20, 13], [20, 10], [20, 7],  # ring
+     [22, 19], [24, 15], [24, 12], [25, 10]], np.float32)  # little
+
+
+def _stages(maps: np.ndarray, stages: int = 3) -> np.ndarray:
+    return np.repeat(maps[None], stages, axis=0).astype(np.float32)
+
+
+def _target(visible: np.ndarray | None = None, grid: np.ndarray = HAND_GRID, size: int = 32,
+            sigma: float = 2.0) -> np.ndarray:
+    visible = np.ones(len(grid), bool) if visible is None else visible
+    return _stages(encode_heatmaps(grid, visible, size, sigma))
+
+
+def test_a_clean_hand_as_the_targets_draw_it_scores_high():
+    hm = _target()
+    assert foreground_blobs(hm, 21, 2.0) > 2 * MIDPOINT_BLOBS  # about a dozen joint blobs after overlaps
+    assert presence_score(hm, 21, 2.0) > 0.9
+
+
+def test_empty_flat_noisy_and_broken_heatmaps_score_low():
+    rng = np.random.default_rng(0)
+    empty = np.zeros((3, 32, 32, 22), np.float32)
+    empty[..., 21] = 1.0  # the net's "background everywhere"
+    assert presence_score(empty, 21) == 0.0
+    flat = np.full((3, 32, 32, 22), 0.3, np.float32)
+    flat[..., 21] = 0.2  # "foreground everywhere", but no joint has a peak
+    assert presence_score(flat, 21) < 0.05
+    noise = rng.uniform(0, 1, (3, 32, 32, 22)).astype(np.float32)
+    assert presence_score(noise, 21) < 0.2
+    noise[..., 21] = 1.0 - noise[..., :21].max(axis=-1)  # noise whose background agrees with its joints
+    assert presence_score(noise, 21) < 0.1
+    assert presence_score(np.full((3, 32, 32, 22), np.nan, np.float32), 21) == 0.0
+    assert presence_score(np.zeros((0, 0, 0, 22), np.float32), 21) == 0.0  # a stand-in result without heatmaps
+
+
+def test_presence_grows_with_the_joints_the_net_draws_and_crosses_half_near_the_midpoint():
+    scores = []
+    for n in (1, 3, 6, 10, 15, 21):
+        visible = np.zeros(21, bool)
+        visible[:n] = True
+        scores.append(presence_score(_target(visible), 21, 2.0))
+    assert scores == sorted(scores)
+    assert scores[0] < 0.05 and scores[1] < THRESHOLD < scores[-1]
+
+
+def test_blobs_are_counted_alike_on_another_grid_and_sigma():
+    """A port-style model (46-cell grid, sigma 1) drawing the same hand: the count is in joint blobs, not cells."""
+    grid46 = HAND_GRID * 46 / 32
+    big = _target(grid=grid46, size=46, sigma=1.0)
+    assert blob_area(1.0) == pytest.approx(blob_area(2.0) / 4)
+    assert presence_score(big, 21, 1.0) > 0.9
+    three = np.zeros(21, bool)
+    three[:3] = True
+    assert presence_score(_target(three, grid46, 46, 1.0), 21, 1.0) < THRESHOLD
+
+
+def test_pose_result_presence_is_the_function_of_its_heatmaps_and_sigma():
+    from cpm_core.estimator import PoseResult
+    from cpm_core.preprocess import CropBox, CropTransform
+
+    hm = _target()
+    kp = np.zeros((21, 3), np.float32)
+    result = PoseResult(kp, hm, CropTransform(CropBox(50, 50, 100), 128), target_sigma=2.0)
+    assert result.presence == pytest.approx(presence_score(hm, 21, 2.0))
+    blank = PoseResult(kp, np.zeros_like(hm), CropTransform(CropBox(50, 50, 100), 128))
+    assert blank.presence == 0.0
+
+
+# --- cpm infer ------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def tiny_model_dir(tmp_path, tiny_spec):
+    from cpm_core.model_card import ModelCard
+    from cpm_core.network import build_cpm
+    from cpm_core.weights import save_model
+
+    return save_model(build_cpm(tiny_spec), ModelCard.for_spec(tiny_spec, name="tiny-test"), tmp_path / "tiny")
+
+
+@pytest.mark.parametrize("presence", [0.2, 0.8])
+def test_infer_json_has_the_score_and_a_pose_below_half_is_not_drawn(tmp_path, tiny_model_dir, monkeypatch,
+                                                                      presence):
+    """The score is listed either way; the annotated image is the input untouched when the score is below 0.5 and
+    has the skeleton when above (threshold 0, so even an untrained model's joints would be drawn)."""
+    from cpm_core.estimator import PoseResult
+    from training.cli import main
+
+    monkeypatch.setattr(PoseResult, "presence", property(lambda self: presence))
+    image = np.full((60, 80, 3), 90, np.uint8)
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), image)
+    out_json, out_dir = tmp_path / "out.json", tmp_path / "out"
+    assert main(["infer", str(path), "--model", str(tiny_model_dir), "--json", str(out_json), "--out-dir",
+                 str(out_dir), "--threshold", "0"]) == 0
+    (result,) = json.loads(out_json.read_text())["results"]
+    assert result["score"] == pytest.approx(presence) and len(result["keypoints"]) == 21
+    drawn = cv2.imread(str(out_dir / "a_pose.png"))
+    assert np.array_equal(drawn, image) == (presence < THRESHOLD)
+
+
+def test_infer_json_score_is_the_real_presence_in_unit_range(tmp_path, tiny_model_dir):
+    from training.cli import main
+
+    path = tmp_path / "b.png"
+    cv2.imwrite(str(path), np.random.default_rng(2).integers(0, 255, (50, 70, 3), dtype=np.uint8))
+    out_json = tmp_path / "out.json"
+    assert main(["infer", str(path), "--model", str(tiny_model_dir), "--json", str(out_json)]) == 0
+    (result,) = json.loads(out_json.read_text())["results"]
+    assert 0.0 <= result["score"] <= 1.0
