@@ -30,6 +30,7 @@ from cpm_core.detection import Detector, MultiPoseEstimator, make_detector
 from cpm_core.estimator import PoseEstimator, PoseResult
 from cpm_core.orientation import UprightFollower
 from cpm_core.preprocess import CropBox
+from cpm_core.presence import THRESHOLD as PRESENCE_THRESHOLD
 from cpm_core.skeleton import Skeleton
 from cpm_core.tracking import KalmanSmoother, SelfTracker
 
@@ -58,6 +59,7 @@ class SubjectPose:
     stage_conf: np.ndarray
     joint_peaks: np.ndarray
     label: str = ""
+    presence: float = 1.0  # its result's presence, computed here once rather than on every paint
 
     def contains(self, x: float, y: float) -> bool:
         """Whether a frame point lies in the subject's crop (rotated square) or its detector box."""
@@ -95,6 +97,13 @@ class PoseFrame:
     detecting: bool = False  # the frame went through the detector; `subjects` lists what it found
     subjects: list[SubjectPose] = field(default_factory=list)  # by id
     detector: str = ""
+    presence: float = 1.0  # `PoseResult.presence` of the frame's own result (single-subject mode)
+
+    @property
+    def present(self) -> bool:
+        """Whether the model sees a subject at all; when not, the views draw no pose (its joints would land on
+        whatever the crop holds, a forearm or a wall) and the self-tracker and follower search again."""
+        return self.presence >= PRESENCE_THRESHOLD
 
     @property
     def shown(self) -> np.ndarray:
@@ -397,7 +406,7 @@ class InferenceWorker(QThread):
                 stage_max, stage_conf, joint_peaks = stage_reductions(s.result)
                 subjects.append(SubjectPose(s.id, s.score, s.box, s.crop, s.result, s.result.keypoints,
                                             np.asarray(s.keypoints, dtype=np.float32), stage_max, stage_conf,
-                                            joint_peaks, s.detection.label))
+                                            joint_peaks, s.detection.label, s.result.presence))
             if subjects:
                 first = subjects[0]
                 result, raw, smoothed = first.result, first.raw, first.smoothed
@@ -452,21 +461,34 @@ class InferenceWorker(QThread):
             self.frameFailed.emit(f"frame {packet.index}: {type(exc).__name__}: {exc}".splitlines()[0])
             return
         self._last = packet
+        presence = result.presence
         lost = False
         if tracking:
             lost = not self._tracker.update(result)
+        if presence < PRESENCE_THRESHOLD:  # no subject in view: search afresh on the next frame
+            self._follower_for(estimator).reset()
+            if tracking:
+                self._tracker.reset()
+                lost = True
         self.processed += 1
         counts = (self.captured, self.dropped, self.processed)
         state = (self._kalman, tracking, lost, self._tracker.score)
-        self._post(lambda: self._finish(packet, estimator, result, counts, state, t0))
+        self._post(lambda: self._finish(packet, estimator, result, counts, state, t0, presence))
 
     def _finish(self, packet: FramePacket, estimator: PoseEstimator, result: PoseResult,
-                counts: tuple[int, int, int], state: tuple[bool, bool, bool, float], t0: float) -> None:
-        """The InferencePost half of a frame: smoothing, what the views need, recording, emission."""
+                counts: tuple[int, int, int], state: tuple[bool, bool, bool, float], t0: float,
+                presence: float = 1.0) -> None:
+        """The InferencePost half of a frame: smoothing, what the views need, recording, emission. A frame
+        without a subject (presence below the threshold) restarts the smoothing, so a hand that comes back
+        is not dragged in from where the last one was, and has no smoothed pose."""
         kalman, tracking, lost, score = state
         raw = result.keypoints
         with self._cond:
-            smoothed = self._smoother.update(raw)
+            if presence >= PRESENCE_THRESHOLD:
+                smoothed = self._smoother.update(raw)
+            else:
+                self._smoother.reset()
+                smoothed = np.full_like(raw, np.nan)
         j = result.num_joints
         joint_maps = np.nan_to_num(result.heatmaps[..., :j], nan=0.0)
         stage_max = joint_maps.max(axis=-1)
@@ -481,5 +503,5 @@ class InferenceWorker(QThread):
             kalman=kalman, crop=result.crop.box, tracking=tracking, tracker_lost=lost,
             tracker_score=score, stage_max=stage_max, stage_conf=peaks.mean(axis=-1),
             joint_peaks=peaks[-1], latency_ms=(time.perf_counter() - packet.captured_at) * 1e3,
-            captured=captured, dropped=dropped, processed=processed, timings=timings)
+            captured=captured, dropped=dropped, processed=processed, timings=timings, presence=presence)
         self._emit(packet, pose)

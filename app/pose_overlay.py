@@ -12,6 +12,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QLineF, QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPen
 
+from cpm_core.presence import THRESHOLD as PRESENCE_THRESHOLD
 from cpm_core.skeleton import Skeleton
 
 
@@ -225,4 +226,7 @@ class SubjectsOverlay:
             g = self.items.get(s.id)
             if g is None:
                 g = self.items[s.id] = SubjectGraphics(self.view, skeleton, s.id)
-            g.update(s, s.smoothed if kalman else s.raw, threshold, s.id == selected, frame_size)
+            keypoints = s.smoothed if kalman else s.raw
+            if getattr(s, "presence", 1.0) < PRESENCE_THRESHOLD:  # the detector's box, but no hand seen in it
+                keypoints = np.full_like(keypoints, np.nan)
+            g.update(s, keypoints, threshold, s.id == selected, frame_size)

@@ -70,10 +70,11 @@ class FramePanel:
 
     def show(self, pose: PoseFrame, keypoints: np.ndarray, threshold: float, selected: int | None = None,
              kalman: bool | None = None) -> None:
-        """The frame with its pose; with detection, every subject instead (`selected` outlined boldly)."""
+        """The frame with its pose; with detection, every subject instead (`selected` outlined boldly). A frame
+        whose model sees no subject (`PoseFrame.present` false) gets no pose."""
         self.show_frame(pose.bgra)
         overlay = self.ensure_overlay(pose.skeleton)
-        overlay.set_visible(not pose.detecting)
+        overlay.set_visible(not pose.detecting and pose.present)
         if pose.detecting:
             chosen = pose.subject(selected)
             self.subjects.update(pose.subjects, pose.skeleton, threshold, chosen.id if chosen else None,
@@ -313,14 +314,14 @@ class TrackerView(PoseView):
         self.panel.show_frame(pose.bgra)
         self.panel.subjects.clear()
         main = self.panel.ensure_overlay(skeleton)
-        main.set_visible(True)
+        main.set_visible(pose.present)  # no subject in view: no skeleton on whatever the crop holds
         if self.raw_overlay is None or self.raw_overlay.skeleton != skeleton:
             if self.raw_overlay is not None:
                 self.raw_overlay.remove()
             self.raw_overlay = PoseOverlay(self.panel.view, skeleton, width=1.5, alpha=140,
                                            style=Qt.PenStyle.DashLine, z=8)
         main.update(pose.raw if self.mode == "raw" else pose.smoothed, self.threshold)
-        self.raw_overlay.set_visible(self.mode == "both")
+        self.raw_overlay.set_visible(self.mode == "both" and pose.present)
         if self.mode == "both":
             self.raw_overlay.update(pose.raw, self.threshold)
         corners = pose.crop.corners()
@@ -337,7 +338,8 @@ class TrackerView(PoseView):
         crop = pose.crop
         if crop.angle or crop.mirror:  # an upright model: the crop follows the hand's angle (and side)
             text += f"\ncrop turned {crop.angle:.0f}\u00b0{', mirrored (thumb side left)' if crop.mirror else ''}"
-        self.status.setText(f"{text}\npose: {self.mode}")
+        pose_text = self.mode if pose.present else f"none: nothing in view (presence {pose.presence:.2f}), searching"
+        self.status.setText(f"{text}\npose: {pose_text}")
         self.status.setPos(0, 0)
 
     def _draw_subjects(self, pose: PoseFrame) -> None:

@@ -1,4 +1,5 @@
-"""The presence score: what it reads from heatmaps and how `cpm infer` reports and draws by it."""
+"""The presence score: what it reads from heatmaps, how `cpm infer` reports and draws by it, and how the tracker
+view hides a pose without a subject."""
 
 from __future__ import annotations
 
@@ -127,3 +128,54 @@ def test_infer_json_score_is_the_real_presence_in_unit_range(tmp_path, tiny_mode
     assert main(["infer", str(path), "--model", str(tiny_model_dir), "--json", str(out_json)]) == 0
     (result,) = json.loads(out_json.read_text())["results"]
     assert 0.0 <= result["score"] <= 1.0
+
+
+# --- the tracker view -----------------------------------------------------------------------------------------
+
+def _pose_frame(heatmaps: np.ndarray):
+    from app.inference import PoseFrame, stage_reductions
+    from cpm_core.estimator import PoseResult
+    from cpm_core.preprocess import CropBox, CropTransform
+    from cpm_core.skeleton import HAND_21
+
+    crop = CropBox(100, 100, 160)
+    kp = np.concatenate([HAND_GRID * 5 + 20, np.full((21, 1), 0.9)], axis=1).astype(np.float32)  # confident
+    result = PoseResult(kp, heatmaps, CropTransform(crop, 128), target_sigma=2.0)
+    stage_max, stage_conf, peaks = stage_reductions(result)
+    bgra = np.full((200, 200, 4), 90, np.uint8)
+    return PoseFrame(index=0, generation=0, bgra=bgra, result=result, skeleton=HAND_21, raw=kp, smoothed=kp,
+                     kalman=True, crop=crop, tracking=False, tracker_lost=False, tracker_score=0.0,
+                     stage_max=stage_max, stage_conf=stage_conf, joint_peaks=peaks, latency_ms=1.0,
+                     presence=result.presence)
+
+
+def _coloured_pixels(view) -> int:
+    """Pixels of strong colour in the rendered view (limbs and joint dots; the frame is grey)."""
+    image = view.grab().toImage().convertToFormat(view.grab().toImage().Format.Format_RGB32)
+    arr = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), image.bytesPerLine() // 4, 4)
+    rgb = arr[:, :image.width(), :3].astype(int)
+    return int(((rgb.max(axis=-1) - rgb.min(axis=-1)) > 100).sum())
+
+
+def test_tracker_view_draws_no_pose_for_a_frame_without_a_subject(qtbot):
+    from app.views import TrackerView
+
+    view = TrackerView()
+    qtbot.addWidget(view)
+    view.resize(400, 400)
+    view.set_mode("both")
+    view.show_pose(present := _pose_frame(_target()))
+    assert present.present
+    assert view.panel.overlay.item.isVisible() and view.raw_overlay.item.isVisible()
+    with_pose = _coloured_pixels(view)
+
+    absent = _pose_frame(np.zeros((3, 32, 32, 22), np.float32))  # the same confident joints, empty heatmaps
+    assert absent.presence == 0.0 and not absent.present
+    view.show_pose(absent)
+    assert not view.panel.overlay.item.isVisible() and not view.raw_overlay.item.isVisible()
+    assert "nothing in view" in view.status.textItem.toPlainText()
+    without_pose = _coloured_pixels(view)
+    assert with_pose - without_pose > 200  # the skeleton's pixels are gone; the crop outline stays
+
+    view.show_pose(present)  # a hand that comes back is drawn again
+    assert view.panel.overlay.item.isVisible()
