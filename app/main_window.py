@@ -13,7 +13,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QRect, QSettings, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -25,6 +25,8 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
+    QScrollArea,
+    QSizePolicy,
     QSlider,
     QSpinBox,
     QStackedWidget,
@@ -51,6 +53,13 @@ from cpm_core.weights import WeightsError, default_model_path, sniff_format
 VIEW_ORDER = ("multi", "single", "joints", "tracker")
 MAX_RECENT = 8
 MODEL_SUFFIXES = (".pkl", ".pickle", ".index", ".weights.h5")
+# Window sizing (`MainWindow.fit_to_screen`): the size the window opens at when the screen has room; what a window
+# manager's title bar and borders take around it (the window's own size excludes them); the least room the
+# tabs and the confidence plots keep, small enough that the whole window fits a 1366x768 screen.
+PREFERRED_SIZE = (1400, 900)
+FRAME_ALLOWANCE = (16, 40)
+CENTRAL_MIN_SIZE = (440, 300)
+PLOTS_MIN_HEIGHT = 110
 
 
 def looks_like_model(path: str | Path) -> bool:
@@ -59,6 +68,24 @@ def looks_like_model(path: str | Path) -> bool:
     if p.is_dir():
         return (p / "card.json").exists() or (p / "checkpoint").exists() or any(p.glob("*.index"))
     return p.name == "card.json" or p.name.endswith(MODEL_SUFFIXES) or ".data-" in p.name
+
+
+def fitted_window_size(available: QSize) -> QSize:
+    """The window's size on a screen whose available area is `available`: `PREFERRED_SIZE` where it fits with the
+    frame (`FRAME_ALLOWANCE`), else as much of the screen as the frame leaves."""
+    return QSize(min(PREFERRED_SIZE[0], available.width() - FRAME_ALLOWANCE[0]),
+                 min(PREFERRED_SIZE[1], available.height() - FRAME_ALLOWANCE[1]))
+
+
+def _scrolling(widget: QWidget) -> QScrollArea:
+    """`widget` in a frameless vertical scroll area, so a dock holding it can be shorter than its form."""
+    area = QScrollArea()
+    area.setWidget(widget)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QScrollArea.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setMinimumWidth(widget.minimumSizeHint().width())
+    return area
 
 
 def _log_slider(lo: float, hi: float, value: float) -> QSlider:
@@ -139,9 +166,22 @@ class MainWindow(QMainWindow):
         self._readout_timer = QTimer(self)
         self._readout_timer.timeout.connect(self.update_readout)
         self._readout_timer.start(250)
-        self.resize(1400, 900)
-        self.resizeDocks([self.plots_dock], [190], Qt.Orientation.Vertical)
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        self.fit_to_screen(screen.availableGeometry() if screen is not None else QRect(0, 0, *PREFERRED_SIZE))
+
+    def fit_to_screen(self, available: QRect) -> None:
+        """Size and place the window inside `available` (a screen's available geometry): the preferred size where it
+        fits, else the screen less room for the window manager's frame, with the docks in proportion. At 1366x768
+        every part stays on the screen: the docks shrink (controls scroll), the toolbars fit in one row."""
+        size = fitted_window_size(QSize(available.width(), available.height()))
+        self.resize(size)
+        self.resizeDocks([self.plots_dock], [max(PLOTS_MIN_HEIGHT, round(size.height() * 0.21))],
+                         Qt.Orientation.Vertical)
         self.resizeDocks([self.controls_dock], [320], Qt.Orientation.Horizontal)
+        frame = QSize(*FRAME_ALLOWANCE)
+        x = available.x() + max(0, (available.width() - size.width() - frame.width()) // 2)
+        y = available.y() + max(0, (available.height() - size.height() - frame.height()) // 2)
+        self.move(x, y)
 
     # ------------------------------------------------------------------ building
     def _build_views(self) -> None:
@@ -164,6 +204,10 @@ class MainWindow(QMainWindow):
         self.mode_tabs.addTab(self.annotate, "Annotate")
         self._build_training_tabs()
         self.mode_tabs.currentChanged.connect(self._on_mode_changed)
+        # The tabs' own minimum is their tallest page's (the Distill form, ~580 px): with the viewer's docks around
+        # it that would hold the window taller than a 768-line screen. Those tall pages hide the viewer's docks
+        # (`_on_mode_changed`), so they get their room at 1366x768 even with this smaller minimum.
+        self.mode_tabs.setMinimumSize(CENTRAL_MIN_SIZE[0], CENTRAL_MIN_SIZE[1])
         self.setCentralWidget(self.mode_tabs)
 
     def _build_training_tabs(self) -> None:
@@ -252,7 +296,7 @@ class MainWindow(QMainWindow):
 
         dock = QDockWidget("Controls", self)
         dock.setObjectName("controls")
-        dock.setWidget(panel)
+        dock.setWidget(_scrolling(panel))  # shrinks with a small screen instead of holding the window taller
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
         self.controls_dock = dock
 
@@ -313,7 +357,7 @@ class MainWindow(QMainWindow):
 
     def _build_plots_and_card(self) -> None:
         self.plots = ConfidencePlotsWidget()
-        self.plots.setMinimumHeight(170)
+        self.plots.setMinimumHeight(PLOTS_MIN_HEIGHT)
         dock = QDockWidget("Confidence", self)
         dock.setObjectName("confidence")
         dock.setWidget(self.plots)
@@ -333,7 +377,7 @@ class MainWindow(QMainWindow):
         lay.addStretch(1)
         dock = QDockWidget("Model card", self)
         dock.setObjectName("model_card")
-        dock.setWidget(card)
+        dock.setWidget(_scrolling(card))  # a long card scrolls in a short dock instead of being cut
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
         self.card_dock = dock
 
@@ -425,7 +469,8 @@ class MainWindow(QMainWindow):
         for act in (self.rewind_action, self.step_back_action, self.play_action, self.step_fwd_action):
             transport.addAction(act)
         self.seek_slider = QSlider(Qt.Orientation.Horizontal)
-        self.seek_slider.setMinimumWidth(300)
+        self.seek_slider.setMinimumWidth(160)  # it takes the toolbar's spare room; Snapshot/Record stay in view
+        self.seek_slider.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.seek_slider.sliderMoved.connect(self.seek)
         transport.addWidget(self.seek_slider)
         self.position_label = QLabel(" – ")
