@@ -5,7 +5,7 @@
 # Why a venv: Debian and Ubuntu refuse `pip install` into the system Python (PEP 668) and have no `python`
 # command, only `python3`; a venv works the same on them, in CI and on a developer's pyenv Python.
 # Run as root on Debian/Ubuntu, it installs python3-venv with apt when `python3 -m venv` cannot work.
-# The first run downloads and installs the dependencies (TensorFlow is most of it); later runs only check a stamp.
+# The first run downloads (~840 MB, TensorFlow 550 MB of it) and installs (2.9 GB); later runs only check a stamp.
 # Pip's download cache (~/.cache/pip) is kept, so a new clone or a recreated .venv installs without downloading.
 #
 # Environment: PYTHON (the interpreter that makes the venv, default python3), CPM_EXTRAS (pip extras, e.g. "test").
@@ -53,7 +53,7 @@ for stamp in "${stamps[@]}"; do
 done
 if [ "$current" = 0 ]; then
   echo "scripts/venv.sh: installing CPM Studio${EXTRAS:+ with [$EXTRAS]} into $VENV" \
-    "(the first time: ~650 MB to download, a few minutes)" >&2
+    "(into a new .venv: ~840 MB to download, 2.9 GB installed, a few minutes)" >&2
   "$VENV/bin/python" -m pip install -q -e "$target"
   for stamp in "${stamps[@]}"; do echo "$want" >"$stamp"; done
 fi
