@@ -480,7 +480,8 @@ class InferenceWorker(QThread):
                 presence: float = 1.0) -> None:
         """The InferencePost half of a frame: smoothing, what the views need, recording, emission. A frame
         without a subject (presence below the threshold) restarts the smoothing, so a hand that comes back
-        is not dragged in from where the last one was, and has no smoothed pose."""
+        is not dragged in from where the last one was, and its raw and smoothed joints have no position (their
+        confidences stay; `result.keypoints` keeps the model's guess): recordings, like the views, draw no pose."""
         kalman, tracking, lost, score = state
         raw = result.keypoints
         with self._cond:
@@ -488,7 +489,9 @@ class InferenceWorker(QThread):
                 smoothed = self._smoother.update(raw)
             else:
                 self._smoother.reset()
-                smoothed = np.full_like(raw, np.nan)
+                raw = np.array(raw, dtype=np.float32, copy=True)
+                raw[:, :2] = np.nan
+                smoothed = raw
         j = result.num_joints
         joint_maps = np.nan_to_num(result.heatmaps[..., :j], nan=0.0)
         stage_max = joint_maps.max(axis=-1)

@@ -182,6 +182,35 @@ def test_tracker_view_draws_no_pose_for_a_frame_without_a_subject(qtbot):
     assert view.panel.overlay.item.isVisible()
 
 
+def test_worker_gives_a_frame_without_a_subject_no_joint_positions_and_restarts_smoothing(qtbot):
+    """The post-processing half of the worker: a present frame is smoothed; an absent one has NaN positions in
+    both raw and smoothed joints (so a recording draws nothing either) and the next present frame starts the
+    smoother afresh at its own joints instead of being pulled towards the old ones."""
+    import time
+    from types import SimpleNamespace
+
+    from app.capture import FramePacket
+    from app.inference import InferenceWorker
+    from cpm_core.skeleton import HAND_21
+
+    worker = InferenceWorker()
+    frames = []
+    worker.resultReady.connect(frames.append)
+    estimator = SimpleNamespace(card=SimpleNamespace(skeleton=HAND_21))  # all `_finish` reads of it
+    packet = FramePacket(0, np.full((200, 200, 3), 90, np.uint8), time.perf_counter())
+    for k, heatmaps in enumerate((_target(), np.zeros((3, 32, 32, 22), np.float32), _target())):
+        result = _pose_frame(heatmaps).result
+        result.keypoints[:, :2] += 30 * k  # the hand moved while it was gone
+        worker._finish(packet, estimator, result, (1, 0, 1), (True, False, False, 0.0), time.perf_counter(),
+                       result.presence)
+    first, absent, back = frames
+    assert first.present and np.isfinite(first.shown).all()
+    assert not absent.present and np.isnan(absent.raw[:, :2]).all() and np.isnan(absent.smoothed[:, :2]).all()
+    np.testing.assert_allclose(absent.raw[:, 2], 0.9)  # confidences kept
+    assert back.present
+    np.testing.assert_allclose(back.smoothed[:, :2], back.raw[:, :2], atol=1e-3)  # a fresh start, not a blend
+
+
 # --- the palm detector on a wide frame ------------------------------------------------------------------------
 
 def test_square_tiles_cover_a_wide_or_tall_frame_with_overlap_and_skip_near_squares():
