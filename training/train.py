@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+from pathlib import Path
 
 import numpy as np
 
@@ -33,6 +34,22 @@ def prepare_config(args: argparse.Namespace) -> RunConfig:
     if args.output:
         overrides.append(f"output={args.output!r}".replace("'", '"'))
     return load_config(args.config, overrides)
+
+
+def missing_data(cfg: RunConfig) -> list[str]:
+    """The datasets and background image folders/files the config names that do not exist, as written in it
+    (train and val relative to the config file; backgrounds as load_config resolved them)."""
+    missing = [p for p in (*cfg.data.train, *cfg.data.val) if not Path(cfg.resolve(p)).exists()]
+    return missing + [str(b) for b in cfg.augment.backgrounds if not Path(b).exists()]
+
+
+def missing_data_message(cfg: RunConfig, missing: list[str]) -> str:
+    """One line for a run whose data is absent, e.g. a recipe written for the shared data run from a clone."""
+    more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+    where = cfg.resolve(missing[0])
+    return (f"data not found: {missing[0]}{more} (looked for {where}); this recipe needs that data beside it "
+            "(the default recipes: ../shared/data next to the clone); "
+            "training/recipes/quickstart_hand.toml runs on the bundled set")
 
 
 def build_data(cfg: RunConfig, spec_joints: int | None = None, log=None):
@@ -106,7 +123,18 @@ def searched_metrics(cfg: RunConfig, log=None):
 def run(args: argparse.Namespace) -> int:
     events = EventWriter()
     try:
+        if args.config and not Path(args.config).is_file():  # a mistyped recipe: one line, no traceback
+            message = f"config not found: {args.config}"
+            print(f"cpm train: {message}", file=sys.stderr)
+            events.emit("error", message=message)
+            return 1
         cfg = prepare_config(args)
+        missing = missing_data(cfg)
+        if missing:  # before TensorFlow is asked to do anything: one line and one `error` event, no traceback
+            message = missing_data_message(cfg, missing)
+            print(f"cpm train: {message}", file=sys.stderr)
+            events.emit("error", message=message)
+            return 1
         from training.data import make_pipeline
         from training.loop import StopFlag, run_loop
 
