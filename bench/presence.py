@@ -2,7 +2,9 @@
 
     python bench/presence.py [--model DIR] [--sets backgrounds,crops,hands] [--limit N] [--dump FILE.npz]
 
-Run the rows in separate calls on a busy machine (backgrounds ~2.5 min, hands ~3 min on 2 shared cores).
+Run the rows in separate calls on a busy machine: with a training run on the same 2 cores the backgrounds rows
+(407 images, each searched at four angles when the palm detector finds nothing) took 5.5-9 min, the hands
+2 min; `--limit` subsamples.
 
 - Hand-free: every image of `../shared/data/backgrounds/images/` through exactly what `cpm infer` does with an
   image (`UprightFollower` on the whole frame: palm detector, else the 4-way angle search, then one refined
