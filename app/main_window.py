@@ -167,7 +167,12 @@ class MainWindow(QMainWindow):
         self._readout_timer.timeout.connect(self.update_readout)
         self._readout_timer.start(250)
         screen = self.screen() or QGuiApplication.primaryScreen()
-        self.fit_to_screen(screen.availableGeometry() if screen is not None else QRect(0, 0, *PREFERRED_SIZE))
+        if screen is None or QGuiApplication.platformName() in ("offscreen", "minimal"):
+            # No real screen to fit (scripted screenshots, tests): the preferred size, as on a large screen.
+            available = QRect(0, 0, PREFERRED_SIZE[0] + FRAME_ALLOWANCE[0], PREFERRED_SIZE[1] + FRAME_ALLOWANCE[1])
+        else:
+            available = screen.availableGeometry()
+        self.fit_to_screen(available)
 
     def fit_to_screen(self, available: QRect) -> None:
         """Size and place the window inside `available` (a screen's available geometry): the preferred size where it
