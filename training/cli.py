@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import re
 import sys
@@ -125,6 +126,7 @@ def quiet_native_start(verbose: bool = False) -> None:
 
     absl_logging.set_verbosity(absl_logging.ERROR)
     tf.get_logger().setLevel("ERROR")
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)  # its INFO/WARNING lines when a model is first converted
 
 
 def main(argv: list[str] | None = None) -> int:
