@@ -97,5 +97,11 @@ def test_model_cost_estimate_follows_its_gflops_and_the_cpu():
     assert estimate_model_ms(4.0, 2 * rate) == pytest.approx(slow / 2)
     assert estimate_model_ms(4.0, rate, fast_bfloat16=True) < slow
     assert estimate_model_ms(4.0, 10.0) == pytest.approx(1e3 * 4.0 / (10.0 * 0.8))  # CONV_EFFICIENCY of matmul
-    assert card_gflops() == pytest.approx(get_preset("hand-rt-128x3").gflops())
+    from pathlib import Path
+
+    from cpm_core.model_card import ModelCard
+    from cpm_core.weights import default_model_path
+
+    embedded = ModelCard.read(Path(default_model_path("hand")) / "card.json").spec  # the preset it was trained as
+    assert card_gflops() == pytest.approx(get_preset(embedded.name).gflops())
     assert card_gflops("/no/such/weights.pkl") == pytest.approx(get_preset("hand-368x6").gflops())
