@@ -120,6 +120,8 @@ def test_train_streams_events_and_learns(tmp_path):
     model_dir = Path(done["model"])
     card = json.loads((model_dir / "card.json").read_text())
     assert card["trained"] and card["provenance"]["steps"] == 40 and "pck@0.2" in card["metrics"]
+    # data named by folder and file, not by a path on the machine that trained it
+    assert card["provenance"]["data"] == ["tiny_coco/tiny.json"] and "/" + "fixtures" not in card["description"]
     # the exported model decodes as its in-training evaluation did: DARK with the targets' sigma
     assert card["decoding"] == {"method": "dark", "blur_sigma": card["provenance"]["recipe"]["train"]["sigma"]}
     assert (tmp_path / "out" / "metrics.csv").read_text().count("\n") > 20

@@ -226,7 +226,10 @@ def update_card(model_path: str | Path, result: dict, default_orientation: bool)
         if joints_key:
             m[joints_key] = per_joint
     which = "headline" if default_orientation else result["orientation"]
-    m.setdefault("evaluations", {})[which] = {"dataset": str(result["dataset"]), "pck@0.2": round(result["pck"], 4),
+    from training.loop import dataset_names
+
+    m.setdefault("evaluations", {})[which] = {"dataset": dataset_names([str(result["dataset"])])[0],
+                                              "pck@0.2": round(result["pck"], 4),
                                               "ci95": ci, "ci_block": result.get("ci_block"),
                                               "margin": result["margin"], "precision": result["precision"]}
     atomic_write_text(card_path, card.to_json())

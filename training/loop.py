@@ -205,6 +205,12 @@ def machine_note() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}"
 
 
+def dataset_names(paths: list[str]) -> list[str]:
+    """Data sets by name ('hand_more/train.json': folder and file), not by a path on the machine that trained:
+    a card travels with its model, and '../../../shared/...' means nothing on a user's machine."""
+    return [f"{Path(p).parent.name}/{Path(p).name}" if Path(p).parent.name else Path(p).name for p in paths]
+
+
 def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Dataset, val: Validation | None,
              events: EventWriter, stop: StopFlag, resume: bool, kind: str,
              loss_fn: Callable | None = None, extra_card: dict | None = None,
@@ -337,8 +343,10 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
                    "val_subjects": int(len(val.images))}
     export_model, export_spec = fold_batch_norm(model, spec)
     card = ModelCard(spec=export_spec, skeleton=skeleton, normalisation=norm, name=cfg.name or out.name,
-                     description=f"Trained with `cpm {kind}` on {', '.join(cfg.data.train)}", trained=True,
-                     provenance={"kind": kind, "data": cfg.data.train, "val": cfg.data.val, "steps": step,
+                     description=f"Trained with `cpm {kind}` on {', '.join(dataset_names(cfg.data.train))}",
+                     trained=True,
+                     provenance={"kind": kind, "data": dataset_names(cfg.data.train),
+                                 "val": dataset_names(cfg.data.val), "steps": step,
                                  "wall_time_s": round(wall, 1), "machine": machine_note(), "precision": precision,
                                  "crop_margin": cfg.data.margin, "orientation": cfg.data.orientation,
                                  "chirality": cfg.data.chirality,
