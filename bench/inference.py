@@ -169,6 +169,12 @@ def time_train_step(name: str, seconds: float, precision: str, batch: int = 16) 
             "images_per_s": batch / med, "loss": loss, "n": len(times)}
 
 
+def print_head(head: str) -> None:
+    """A Markdown table's header line and its rule, the rule as wide as each column."""
+    print(head)
+    print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
+
+
 def ratio(x: float | None, base: float | None) -> str:
     return "–" if x is None or base is None else f"{x / base:.0%}"
 
@@ -249,8 +255,7 @@ def main() -> None:
           "at the row's precision")
     head = (f"| {'preset':<20} | precision | GFLOPs | params     | median ms | p90 ms | frames/s | predict ms | "
             "GFLOP/s | vs ceiling | runs |")
-    print(head)
-    print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
+    print_head(head)
     for r in rows:
         print(f"| {r['preset']:<20} | {r['precision']:<9} | {r['gflops']:6.2f} | {r['params']:10,d} | "
               f"{r['median_ms']:9.1f} | {r['p90_ms']:6.1f} | {r['fps']:8.1f} | {r['predict_ms']:10.1f} | "
@@ -263,8 +268,7 @@ def main() -> None:
           "params = the model as training builds it")
     head = (f"| {'preset':<20} | precision | GFLOPs | params     | batch | step ms | p90 ms | images/s | "
             "GFLOP/s (3x fwd) | vs ceiling | loss     | steps |")
-    print(head)
-    print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
+    print_head(head)
     for r in train_rows:
         achieved = 3 * r["gflops"] * r["batch"] / (r["median_ms"] / 1e3)
         print(f"| {r['preset']:<20} | {r['precision']:<9} | {r['gflops']:6.2f} | {r['params']:10,d} | "
