@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import keras
@@ -48,10 +49,11 @@ class PoseResult:
         """Mean peak confidence per stage, (stages,)."""
         return stage_peak_confidence(self.heatmaps, self.num_joints)
 
-    @property
+    @cached_property
     def presence(self) -> float:
         """How sure the heatmaps are that a subject is in the crop at all, in [0, 1] (`cpm_core.presence`); below
-        `cpm_core.presence.THRESHOLD` the pipeline draws no pose and trackers search again."""
+        `cpm_core.presence.THRESHOLD` the pipeline draws no pose and trackers search again. Computed once per
+        result: the follower, `cpm infer` and the app each read it."""
         return presence_score(self.heatmaps, self.num_joints, self.target_sigma)
 
     @property
