@@ -186,17 +186,20 @@ class TensorFlowRuntime:
         return self.graph(len(images) == 1)(tf.constant(images)).numpy()
 
 
-def _tflite_interpreter(content: bytes, threads: int):
-    """LiteRT's interpreter (XNNPACK by default) from `ai-edge-litert`, else TensorFlow's deprecated copy."""
+def tflite_interpreter(source: str | Path | bytes, threads: int):
+    """A TFLite interpreter for a file or a flatbuffer in memory: LiteRT's (XNNPACK by default) from
+    `ai-edge-litert`, else TensorFlow's deprecated copy. The one place that picks the interpreter, for the
+    runtimes here and the detectors' own models (`cpm_core.detection.ssd`)."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         import tensorflow as tf
 
         Interpreter = tf.lite.Interpreter  # noqa: N806
-    with warnings.catch_warnings():
+    where = {"model_content": source} if isinstance(source, bytes) else {"model_path": str(source)}
+    with warnings.catch_warnings():  # TF's interpreter warns on every construction that it is deprecated
         warnings.simplefilter("ignore")
-        return Interpreter(model_content=content, num_threads=threads)
+        return Interpreter(**where, num_threads=threads)
 
 
 class TFLiteRuntime:
@@ -208,7 +211,7 @@ class TFLiteRuntime:
         self.precision = precision
         if precision == "int8":
             self.name = "tflite-int8"
-        self._interp = _tflite_interpreter(content, threads or default_threads())
+        self._interp = tflite_interpreter(content, threads or default_threads())
         self._in = self._interp.get_input_details()[0]["index"]
         self._out = self._interp.get_output_details()[0]["index"]
         self._batch = 0

@@ -7,7 +7,6 @@ anchors, input range and what their keypoints mean.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,16 +18,10 @@ from cpm_core.detection.nms import weighted_nms
 
 
 def load_interpreter(path: str | Path, threads: int = 2):
-    """A tflite interpreter from LiteRT when installed, else TensorFlow's (deprecated but present)."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        import tensorflow as tf
+    """A detector's tflite model, allocated and ready (LiteRT when installed: `cpm_core.runtimes`)."""
+    from cpm_core.runtimes import tflite_interpreter
 
-        Interpreter = tf.lite.Interpreter  # noqa: N806
-    with warnings.catch_warnings():  # TF's interpreter warns on every construction that it is deprecated
-        warnings.simplefilter("ignore")
-        interp = Interpreter(model_path=str(path), num_threads=threads)
+    interp = tflite_interpreter(path, threads)
     interp.allocate_tensors()
     return interp
 
