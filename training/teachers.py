@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from cpm_core.heatmaps import decode_heatmaps, grid_to_input
 from cpm_core.model_card import ModelCard
+from cpm_core.runtimes import tflite_interpreter
 
 
 def frames_per_second(call: Callable[[], object], seconds: float = 1.0, min_calls: int = 5) -> float:
@@ -108,9 +109,9 @@ _TFLITE_PROBE = """
 import sys, warnings
 import numpy as np
 warnings.simplefilter("ignore")
-from tensorflow.lite.python.interpreter import Interpreter
+from cpm_core.runtimes import tflite_interpreter
 try:
-    it = Interpreter(model_path=sys.argv[1], num_threads=1)
+    it = tflite_interpreter(sys.argv[1], 1)  # the interpreter the teacher will really run on
     it.allocate_tensors()
     for d in it.get_input_details():
         it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
@@ -158,21 +159,18 @@ def check_tflite_file(path: str | Path) -> None:
 
 class KeypointTeacher:
     """A TFLite landmark model (e.g. MediaPipe's hand_landmark_*.tflite): square RGB [0, 1] crop in, joints
-    in input pixels and a presence score out. Runs with tf.lite.Interpreter on 2 threads, one frame a call."""
+    in input pixels and a presence score out. Runs on LiteRT (`cpm_core.runtimes.tflite_interpreter`) on 2
+    threads, one frame a call."""
 
     kind = "keypoints"
 
     def __init__(self, path: str | Path, num_threads: int = 2):
-        import warnings
-
         self.path = str(path)
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: no such teacher model")
         check_tflite_file(path)  # a broken file must not crash this process (see check_tflite_file)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
-                self.interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=num_threads)
+            self.interpreter = tflite_interpreter(path, num_threads)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ValueError(f"{path}: not a usable TFLite model ({exc})") from None
