@@ -5,7 +5,7 @@
 #   bash training/recipes/ablations/hand_augment.sh [OUT_DIR]
 set -euo pipefail
 out="${1:-runs/ablations}"
-recipe=training/recipes/hand_default.toml
+recipe=training/recipes/hand_lite.toml
 common=(--set train.steps=1000 --set train.eval_every=0 --set train.checkpoint_every=1000 --set train.warmup_steps=100)
 run() {  # name, overrides...
   local name=$1; shift
