@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from cpm_core.dataset.check import register_check
 from cpm_core.dataset.formats import FORMATS, read_dataset, write_dataset
 from cpm_core.dataset.frames import METHODS, extract_frames
 from cpm_core.dataset.issues import DatasetFormatError
@@ -124,4 +125,5 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     help="uniform spacing, or k-means on thumbnails for varied frames")
     ex.add_argument("--seed", type=int, default=0)
     ex.set_defaults(func=_extract)
+    register_check(sub, _add_read_options)
     return parser
