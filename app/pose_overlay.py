@@ -1,8 +1,9 @@
 """PoseOverlay: a skeleton drawn with pyqtgraph items on top of a frame's ImageItem.
 
-Limbs keep the skeleton's colours (the same ones `cpm_core.render` uses for saved images); joints are coloured
-red (unsure) to green (sure) and grow with confidence, so per-joint confidence reads at a glance. The item is
-created once per skeleton and only its data changes per frame.
+Limbs take `cpm_core.skeleton.limb_colours` (the same ones `cpm_core.render` uses for saved images): a body's
+right limbs warm, left limbs cool, centre grey, so left and right are told apart on screen as in saved media.
+Joints are coloured red (unsure) to green (sure) and grow with confidence, so per-joint confidence reads at a
+glance. The item is created once per skeleton and only its data changes per frame.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from PySide6.QtCore import QLineF, QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPen
 
 from cpm_core.presence import THRESHOLD as PRESENCE_THRESHOLD
-from cpm_core.skeleton import Skeleton
+from cpm_core.skeleton import Side, Skeleton, has_sides, joint_side, limb_colours
 
 
 def jet_lut() -> np.ndarray:
@@ -52,12 +53,14 @@ class PoseItem(pg.GraphicsObject):
     a curve item per limb (each with its own bounding-rect bookkeeping), which kept the GUI thread busy."""
 
     def __init__(self, skeleton: Skeleton, width: float, alpha: int, style: Qt.PenStyle,
-                 colour: tuple[int, int, int] | None = None):
-        """`colour` (RGB): every limb in one colour, which tells detected subjects apart; default: the
-        skeleton's own limb colours."""
+                 colour: tuple[int, int, int] | None = None, side: Side | None = None):
+        """`colour` (RGB): every limb in one colour (a detected hand of unknown chirality, told apart from the
+        others by its id's colour); default: `limb_colours(skeleton, side)`, `side` being a hand's chirality
+        when known."""
         super().__init__()
         self.skeleton = skeleton
-        colours = [colour] * len(skeleton.limbs) if colour is not None else [(r, g, b) for b, g, r in skeleton.colors]
+        colours = ([colour] * len(skeleton.limbs) if colour is not None
+                   else [(r, g, b) for b, g, r in limb_colours(skeleton, side)])
         self._pens = [QPen(QColor(r, g, b, alpha), width, style) for r, g, b in colours]
         for pen in self._pens:
             pen.setCosmetic(True)
@@ -121,13 +124,15 @@ class PoseItem(pg.GraphicsObject):
 
 
 class PoseOverlay:
-    """A skeleton on a ViewBox: limbs in the skeleton's colours, joints red (unsure) to green (sure)."""
+    """A skeleton on a ViewBox: limbs in `limb_colours` (or one `colour`), joints red (unsure) to green (sure)."""
 
     def __init__(self, view: pg.ViewBox, skeleton: Skeleton, width: float = 2.5, alpha: int = 255,
-                 style: Qt.PenStyle = Qt.PenStyle.SolidLine, z: float = 10, colour: tuple[int, int, int] | None = None):
+                 style: Qt.PenStyle = Qt.PenStyle.SolidLine, z: float = 10, colour: tuple[int, int, int] | None = None,
+                 side: Side | None = None):
         self.view = view
         self.skeleton = skeleton
-        self.item = PoseItem(skeleton, width, alpha, style, colour)
+        self.side = side
+        self.item = PoseItem(skeleton, width, alpha, style, colour, side)
         self.item.setZValue(z)
         view.addItem(self.item)
 
@@ -149,16 +154,27 @@ def subject_rgb(subject_id: int) -> tuple[int, int, int]:
     return r, g, b
 
 
-class SubjectGraphics:
-    """One detected subject on a ViewBox: skeleton, crop outline (rotated for hands) and '#id' label, all in the
-    subject's colour; the selected subject's outline is solid and thicker, the others dashed."""
+def subject_side(label: str) -> Side | None:
+    """A subject's chirality from its detector label ('left hand', 'Right'), None when the label has no side:
+    the palm and person detectors here label only 'hand' / 'person'."""
+    return joint_side(label) if label else None
 
-    def __init__(self, view: pg.ViewBox, skeleton: Skeleton, subject_id: int):
+
+class SubjectGraphics:
+    """One detected subject on a ViewBox: skeleton, crop outline (rotated for hands) and '#id' label. Outline and
+    label are in the subject's colour; the selected subject's outline is solid and thicker, the others dashed.
+    A body's limbs keep the left/right colour families (the id colour would hide which side is which; the
+    outline and label tell subjects apart); a hand of known chirality (`side`) takes its side's family; a hand
+    of unknown chirality is drawn whole in the id's colour, which is what tells two such hands apart."""
+
+    def __init__(self, view: pg.ViewBox, skeleton: Skeleton, subject_id: int, side: Side | None = None):
         self.view = view
         self.skeleton = skeleton
         self.subject_id = subject_id
+        self.side = side
         colour = subject_rgb(subject_id)
-        self.pose = PoseOverlay(view, skeleton, colour=colour, z=11)
+        own = has_sides(skeleton) or side is not None
+        self.pose = PoseOverlay(view, skeleton, colour=None if own else colour, side=side, z=11)
         self._pens = {sel: pg.mkPen(colour, width=3 if sel else 1.5,
                                     style=Qt.PenStyle.SolidLine if sel else Qt.PenStyle.DashLine)
                       for sel in (False, True)}
@@ -219,13 +235,13 @@ class SubjectsOverlay:
         """`subjects` are `app.inference.SubjectPose`s; `selected` is the id drawn as selected."""
         for sid in [sid for sid, g in self.items.items() if g.skeleton != skeleton]:
             self.items.pop(sid).remove()
-        present = {s.id for s in subjects}
-        for sid in [sid for sid in self.items if sid not in present]:
+        sides = {s.id: subject_side(getattr(s, "label", "")) for s in subjects}
+        for sid in [sid for sid, g in self.items.items() if sid not in sides or g.side != sides[sid]]:
             self.items.pop(sid).remove()
         for s in subjects:
             g = self.items.get(s.id)
             if g is None:
-                g = self.items[s.id] = SubjectGraphics(self.view, skeleton, s.id)
+                g = self.items[s.id] = SubjectGraphics(self.view, skeleton, s.id, sides[s.id])
             keypoints = s.smoothed if kalman else s.raw
             if getattr(s, "presence", 1.0) < PRESENCE_THRESHOLD:  # the detector's box, but no hand seen in it
                 keypoints = np.full_like(keypoints, np.nan)

@@ -1,7 +1,8 @@
 """Drawing poses and heatmaps onto images with OpenCV: shared by `cpm infer`, recording and snapshots.
 
-The GUI draws with pyqtgraph instead, but uses the same colour choices (the skeleton's limb colours and the
-jet colour map of the port's views) so a saved image looks like the screen.
+The GUI draws with pyqtgraph instead, but uses the same colour choices (`cpm_core.skeleton.limb_colours`: a
+body's right limbs warm, left limbs cool, centre grey; and the jet colour map of the port's views) so a saved
+image looks like the screen.
 """
 
 from __future__ import annotations
@@ -9,17 +10,19 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from cpm_core.skeleton import Skeleton
+from cpm_core.skeleton import Side, Skeleton, limb_colours
 
 
 def draw_pose(image: np.ndarray, keypoints: np.ndarray, skeleton: Skeleton, threshold: float = 0.1,
-              thickness: int | None = None) -> np.ndarray:
-    """Draw limbs and joints whose confidence is at least `threshold`; returns a new BGR image."""
+              thickness: int | None = None, side: Side | None = None) -> np.ndarray:
+    """Draw limbs and joints whose confidence is at least `threshold`; returns a new BGR image. Limbs take
+    `limb_colours(skeleton, side)`: a body's sides in two colour families; `side` is a hand's chirality when
+    known (its fingers then take that side's family)."""
     out = image.copy()
     kp = np.asarray(keypoints, dtype=np.float64)
     ok = np.isfinite(kp[:, :2]).all(axis=1) & (kp[:, 2] >= threshold)
     t = thickness or max(1, round(max(image.shape[:2]) / 250))
-    for (a, b), colour in zip(skeleton.limbs, skeleton.colors):
+    for (a, b), colour in zip(skeleton.limbs, limb_colours(skeleton, side)):
         if ok[a] and ok[b]:
             cv2.line(out, (round(kp[a, 0]), round(kp[a, 1])), (round(kp[b, 0]), round(kp[b, 1])), colour, t + 1,
                      cv2.LINE_AA)
