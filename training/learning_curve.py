@@ -11,18 +11,54 @@ from pathlib import Path
 
 from cpm_core.atomic_io import atomic_write_text
 
+METRICS_COLUMNS = ("step", "loss", "lr", "images_per_s", "val_pck", "val_epe")
+
+
+def metrics_rows(path: str | Path) -> list[dict[str, str]]:
+    """The rows of a run's metrics.csv as dicts, whatever a killed run left behind.
+
+    Why: a run killed before its first flush, then resumed, left a file without its header (every row then
+    read as the header: `KeyError: 'step'`), and a kill mid-write leaves a torn last line. A file without a
+    header is read with the columns `cpm train` writes (`METRICS_COLUMNS`); lines with the wrong number of
+    fields or a step that is not a number are skipped. A missing file is no rows."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    lines = list(csv.reader(text.splitlines()))
+    columns: tuple[str, ...] = METRICS_COLUMNS
+    if lines and lines[0] and lines[0][0].strip() == "step":
+        columns = tuple(c.strip() for c in lines[0])
+        lines = lines[1:]
+    rows = []
+    for fields in lines:
+        if len(fields) != len(columns) or (fields and fields[0].strip() == "step"):
+            continue
+        row = dict(zip(columns, fields))
+        try:
+            int(row["step"])
+        except (KeyError, ValueError):
+            continue
+        rows.append(row)
+    return rows
+
 
 def read_metrics(run_dir: str | Path) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
     """(step, loss) and (step, val PCK) rows of a run; a resumed run's repeated steps keep the last value."""
     loss: dict[int, float] = {}
     pck: dict[int, float] = {}
-    with open(Path(run_dir) / "metrics.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            step = int(row["step"])
+    path = Path(run_dir) / "metrics.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (is {run_dir} a training run's output folder?)")
+    for row in metrics_rows(path):
+        step = int(row["step"])
+        try:
             if row.get("loss"):
                 loss[step] = float(row["loss"])
             if row.get("val_pck"):
                 pck[step] = float(row["val_pck"])
+        except ValueError:
+            continue
     return sorted(loss.items()), sorted(pck.items())
 
 

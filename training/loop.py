@@ -9,11 +9,14 @@ atomically after the files it names are complete, so a killed run resumes from t
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import platform
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 import weakref
@@ -25,6 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from cpm_core.atomic_io import atomic_write_text
 from cpm_core.heatmaps import decode_heatmaps, grid_to_input
 from cpm_core.metrics import end_point_error, pck
 from cpm_core.model_card import ModelCard
@@ -34,6 +38,7 @@ from cpm_core.spec import ModelSpec
 from cpm_core.weights import load_model, save_model
 from training.config import RunConfig
 from training.events import EventWriter
+from training.learning_curve import METRICS_COLUMNS, metrics_rows
 
 
 class StopFlag:
@@ -66,17 +71,57 @@ class StopFlag:
             threading.Thread(target=watch, name="stop-watch", daemon=True).start()
 
 
+class TrainingError(RuntimeError):
+    """A run that cannot go on, with a message a user can act on (no traceback is shown for it)."""
+
+
+_STRATEGIES: dict[str, tf.distribute.Strategy] = {}
+
+
 def make_strategy(name: str) -> tf.distribute.Strategy:
+    """The distribution strategy `train.strategy` names, made once per process.
+
+    "multiworker" must be made before TensorFlow runs its first operation (MultiWorkerMirroredStrategy
+    configures the collective ops at program start-up, and refuses once any tensor exists), so `cpm train`
+    makes it before reading data; the loop then gets the same object back."""
+    if name in _STRATEGIES:
+        return _STRATEGIES[name]
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
         # All local GPUs; without GPUs, every logical CPU device (MirroredStrategy alone would take only one).
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-        return tf.distribute.MirroredStrategy(devices=devices)
-    if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(f"unknown strategy {name!r} (default, mirrored, multiworker)")
+        strategy = tf.distribute.MirroredStrategy(devices=devices)
+    elif name == "multiworker":
+        if not os.environ.get("TF_CONFIG"):
+            raise TrainingError("train.strategy = \"multiworker\" needs the TF_CONFIG environment variable (the "
+                                "cluster's worker addresses and this worker's index); see docs/multiworker.md")
+        try:
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        except (ValueError, RuntimeError, KeyError, tf.errors.OpError) as exc:
+            raise TrainingError(f"cannot start the multi-worker strategy from TF_CONFIG: "
+                                f"{str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__}") from exc
+    else:
+        raise ValueError(f"unknown strategy {name!r} (default, mirrored, multiworker)")
+    _STRATEGIES[name] = strategy
+    return strategy
+
+
+def worker_role(strategy: tf.distribute.Strategy) -> tuple[bool, int, int]:
+    """(is chief, this worker's index, number of workers): 1 worker and chief outside a multi-worker cluster.
+
+    The chief is the task of type "chief", else worker 0, as TensorFlow's MultiWorkerMirroredStrategy has it."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if not spec:
+        return True, 0, 1
+    task_type, task_id = resolver.task_type, int(resolver.task_id or 0)
+    workers = sum(len(v) if isinstance(v, list) else len(v.keys()) for k, v in spec.items()
+                  if k in ("chief", "worker"))
+    chief = task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in spec)
+    index = 0 if task_type == "chief" else task_id + (1 if "chief" in spec else 0)
+    return chief, index, workers
 
 
 def resolve_precision(name: str) -> str:
@@ -211,22 +256,172 @@ def dataset_names(paths: list[str]) -> list[str]:
     return [f"{Path(p).parent.name}/{Path(p).name}" if Path(p).parent.name else Path(p).name for p in paths]
 
 
+def clean_temp_checkpoints(ckpt_dir: Path) -> list[str]:
+    """Remove the `ckpt-N_temp*` folders (and files) a save killed midway leaves in `ckpt_dir`; their names.
+
+    Why: TensorFlow writes each checkpoint's shards under `<prefix>_temp/` and merges them into `<prefix>.*`
+    when complete; a run killed meanwhile leaves the folder (17 MB for the hand recipe) that no later save or
+    resume ever looks at or removes. Only the chief's own folder is cleaned, at the start of a run, when no
+    save of this run can be in progress."""
+    removed = []
+    for p in sorted(ckpt_dir.glob("ckpt-*_temp*")):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p.name)
+    return removed
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{exc.__class__.__name__}: {text.splitlines()[0][:300]}" if text else exc.__class__.__name__
+
+
+def restore_newest_intact(checkpoint: tf.train.Checkpoint, ckpt_dir: Path, set_aside: bool,
+                          log: Callable[[str], None]) -> tuple[str | None, list[dict]]:
+    """Restore the newest checkpoint of `ckpt_dir` that reads back whole; (its path, the ones skipped and why).
+
+    Why: a checkpoint truncated by a full disk or a copy cut short stopped `--resume` with `IndexError: Read
+    less bytes than requested`, naming no file, although an older checkpoint beside it was intact. Each
+    candidate, newest first, is restored in full (a later one overwrites whatever a failed attempt assigned);
+    the broken ones are named with their error. With `set_aside` (the chief, which owns the folder) they are
+    moved into `checkpoints/broken/` (kept, not deleted) and the index is rewritten to list the intact ones, so
+    the next save and its rotation never meet them again. If none is intact: `TrainingError` naming them all."""
+    state = tf.train.get_checkpoint_state(str(ckpt_dir))
+    paths = list(state.all_model_checkpoint_paths) if state is not None else []
+    if state is not None and state.model_checkpoint_path and state.model_checkpoint_path not in paths:
+        paths.append(state.model_checkpoint_path)
+    paths = [p if os.path.isabs(p) else str(ckpt_dir / p) for p in paths]
+    skipped: list[dict] = []
+    restored = None
+    for path in reversed(paths):
+        try:
+            checkpoint.restore(path).expect_partial()
+        except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is skipped, and named with its error
+            skipped.append({"path": path, "reason": _first_line(exc)})
+            log(f"checkpoint {path} is not intact, skipped ({_first_line(exc)})")
+            continue
+        restored = path
+        break
+    if skipped and restored is None:
+        listed = "; ".join(f"{Path(d['path']).name}: {d['reason']}" for d in skipped)
+        raise TrainingError(f"--resume: no intact checkpoint in {ckpt_dir} ({listed}); start without --resume "
+                            "or with another output folder")
+    if skipped and set_aside:
+        broken = ckpt_dir / "broken"
+        broken.mkdir(exist_ok=True)
+        for d in skipped:
+            for f in Path(d["path"]).parent.glob(Path(d["path"]).name + ".*"):
+                os.replace(f, broken / f.name)
+        keep = [p for p in paths if p not in {d["path"] for d in skipped}]
+        tf.compat.v1.train.update_checkpoint_state(str(ckpt_dir), restored, all_model_checkpoint_paths=keep)
+        log(f"moved the broken checkpoint(s) to {broken}; resuming from {restored}")
+    return restored, skipped
+
+
+class _MetricsLog:
+    """metrics.csv, written a row at a time and flushed at once, so a killed run keeps every row it logged.
+
+    Why: rows sat in Python's buffer until the next evaluation, so a kill lost them, and a kill before the first
+    flush lost the header too (then `training.learning_curve` failed with `KeyError: 'step'`). On a new leg the
+    file is first rewritten (atomically) with its header and the rows up to the step the run resumes from: rows
+    logged after that checkpoint are about to be trained again."""
+
+    def __init__(self, path: Path | None, start_step: int) -> None:
+        self._file = None
+        if path is None:  # a worker that is not the chief keeps no metrics file
+            return
+        keep = [r for r in metrics_rows(path) if int(r["step"]) <= start_step] if start_step > 0 else []
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(METRICS_COLUMNS)
+        writer.writerows([[r.get(c, "") for c in METRICS_COLUMNS] for r in keep])
+        atomic_write_text(path, buf.getvalue())
+        self._file = open(path, "a", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._file)
+
+    def row(self, values: list) -> None:
+        if self._file is not None:
+            self._writer.writerow(values)
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def _op_error_reason(exc: BaseException) -> str:
+    """The informative line of a TensorFlow error: its message minus "Graph execution error:", the node's
+    definition site and the Python stack TensorFlow prints under it."""
+    text = getattr(exc, "message", None) or str(exc)
+    for line in text.splitlines():
+        stripped = line.strip()
+        if (not stripped or line[:1].isspace() or stripped.startswith(("Graph execution error", "Detected at node",
+                                                                      "Additional GRPC error", "Stack trace"))):
+            continue
+        return f"{exc.__class__.__name__}: {stripped[:300]}"
+    return exc.__class__.__name__
+
+
+def _cluster_error(exc: BaseException, index: int) -> TrainingError:
+    return TrainingError(f"worker {index}: the training cluster failed, stopping this worker "
+                         f"({_op_error_reason(exc)}); a worker stopped or became unreachable: restart every "
+                         "worker with --resume to continue from the chief's last checkpoint")
+
+
+def _agree_on_start(strategy: tf.distribute.Strategy, start_step: int, index: int) -> None:
+    """Check that every worker resumes from the same step (one all-reduce of the step and its square).
+
+    Why: a worker that could not see the chief's checkpoints (no shared folder) would start at step 0 while the
+    others resume, and the workers would then wait on each other's collectives for steps the others never
+    run. Sum and sum of squares equal n * s and n * s^2 only if all n values are s."""
+    n = strategy.num_replicas_in_sync
+    value = tf.constant([float(start_step), float(start_step) ** 2], tf.float64)
+    per_replica = strategy.run(lambda: tf.identity(value))
+    total = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None).numpy()
+    if not (total[0] == n * start_step and total[1] == n * float(start_step) ** 2):
+        raise TrainingError(f"worker {index}: the workers resume from different steps (this one from {start_step}, "
+                            f"the cluster's mean is {total[0] / n:g}); every worker must read the chief's "
+                            "checkpoints folder (a shared folder, or a copy of it) to resume")
+
+
 def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Dataset, val: Validation | None,
              events: EventWriter, stop: StopFlag, resume: bool, kind: str,
              loss_fn: Callable | None = None, extra_card: dict | None = None,
              steps_per_epoch: int = 0, num_train: int = 0,
-             final_metrics: Callable[[keras.Model, ModelCard], dict] | None = None) -> Path:
+             final_metrics: Callable[[keras.Model, ModelCard], dict] | None = None,
+             strategy: tf.distribute.Strategy | None = None) -> Path | None:
     """Train `spec` on `train_ds` batches of (images, targets, mask). `loss_fn(model, batch, global_batch)`
     returns per-stage losses (T,); default: the port's stage L2 against the batch's targets.
     `final_metrics(exported model, its card)` may replace the card's metrics with a fuller evaluation (an
-    upright model's PCK with the angle searched, not taken from the labels) before the model is saved."""
+    upright model's PCK with the angle searched, not taken from the labels) before the model is saved.
+
+    Under "multiworker" every worker runs this loop in step with the others; only the chief writes the output
+    folder (checkpoints, metrics.csv, model). The other workers read the chief's checkpoints to resume, save
+    their own copies to a temporary folder (TensorFlow's saving may need every worker) that is deleted again,
+    and return None."""
     out = cfg.output_dir
     ckpt_dir = out / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    strategy = strategy or make_strategy(cfg.train.strategy)
+    chief, worker_index, num_workers = worker_role(strategy)
+    multiworker = num_workers > 1 or cfg.train.strategy == "multiworker"
+
+    def say(message: str) -> None:
+        print(f"cpm {kind}: {message}", file=sys.stderr, flush=True)
+
+    removed_temp: list[str] = []
+    if chief:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        removed_temp = clean_temp_checkpoints(ckpt_dir)
+        if removed_temp:
+            say(f"removed {len(removed_temp)} unfinished checkpoint save(s) of a killed run: {', '.join(removed_temp)}")
+        save_dir = ckpt_dir
+    else:
+        save_dir = Path(tempfile.mkdtemp(prefix=f"cpm-worker{worker_index}-ckpt-"))
     precision = resolve_precision(cfg.train.precision)
     # How this model's heatmaps become joints, in the exported card and in every evaluation during training alike.
     decoding = {"method": "dark", "blur_sigma": float(cfg.train.sigma)}
-    strategy = make_strategy(cfg.train.strategy)
     total = cfg.train.steps
     with strategy.scope():
         model = build_cpm(spec, precision)
@@ -238,13 +433,23 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
         # Slots are made now, not lazily inside the first tf.function step, which MirroredStrategy rejects.
         optimizer.build(model.trainable_variables)
         step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var)
-    manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=cfg.train.keep_checkpoints)
-    resumed_from = None
-    if resume and manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).expect_partial()
-        resumed_from = manager.latest_checkpoint
+        # Training time and legs (runs) so far, saved with the checkpoint, so that a resumed run's card counts
+        # every leg's time, not only the last one's (checkpoints written before these existed restore them as 0).
+        wall_var = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="wall_time_s")
+        legs_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="legs")
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var, wall_time_s=wall_var,
+                                         legs=legs_var)
+    resumed_from, skipped = None, []
+    if resume:
+        resumed_from, skipped = restore_newest_intact(checkpoint, ckpt_dir, set_aside=chief, log=say)
+    manager = tf.train.CheckpointManager(checkpoint, str(save_dir),
+                                         max_to_keep=cfg.train.keep_checkpoints if chief else 1)
     global_batch = cfg.train.batch
+    if multiworker:
+        options = tf.data.Options()
+        # The subjects are one in-memory tensor, not files: each worker takes every n-th batch element.
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        train_ds = train_ds.with_options(options)
     dist_ds = strategy.experimental_distribute_dataset(train_ds)
     iterator = iter(dist_ds)
     loss_fn = loss_fn or (lambda m, b, gb: stage_l2(m(b[0], training=True), b[1], b[2], gb))
@@ -266,16 +471,20 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
         return float(schedule(optimizer.iterations)) if callable(schedule) else float(schedule)
 
     start_step = int(step_var.numpy())
+    prior_wall = float(wall_var.numpy())
+    legs_var.assign_add(1)
+    if multiworker:
+        try:
+            _agree_on_start(strategy, start_step, worker_index)
+        except tf.errors.OpError as exc:
+            raise _cluster_error(exc, worker_index) from None
     events.emit("start", kind=kind, output=str(out), steps=total, start_step=start_step, resumed_from=resumed_from,
+                skipped_checkpoints=skipped, removed_temp=removed_temp,
                 batch=global_batch, precision=precision, strategy=cfg.train.strategy,
-                replicas=strategy.num_replicas_in_sync, spec=spec.to_dict(), train_subjects=num_train,
+                replicas=strategy.num_replicas_in_sync, worker=worker_index, workers=num_workers, chief=chief,
+                spec=spec.to_dict(), train_subjects=num_train,
                 val_subjects=0 if val is None else len(val.images), machine=machine_note())
-    metrics_path = out / "metrics.csv"
-    new_csv = not metrics_path.exists() or start_step == 0
-    csv_file = open(metrics_path, "w" if new_csv else "a", newline="")
-    writer = csv.writer(csv_file)
-    if new_csv:
-        writer.writerow(["step", "loss", "lr", "images_per_s", "val_pck", "val_epe"])
+    metrics_log = _MetricsLog(out / "metrics.csv" if chief else None, start_step)
     wall0 = time.perf_counter()
     t_log, n_log = time.perf_counter(), 0
     last_eval: dict = {}
@@ -284,13 +493,18 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
 
     def save(reason: str) -> None:
         nonlocal last_saved
+        wall_var.assign(prior_wall + time.perf_counter() - wall0)
         path = manager.save(checkpoint_number=step)
         last_saved = step
-        events.emit("checkpoint", step=step, path=path, reason=reason)
+        if chief:
+            events.emit("checkpoint", step=step, path=path, reason=reason)
+        else:  # a worker's copy: TensorFlow needs every worker to save, the chief's is the one kept
+            shutil.rmtree(save_dir, ignore_errors=True)
+            save_dir.mkdir(parents=True, exist_ok=True)
 
     def run_eval() -> None:
         nonlocal last_eval
-        if val is None or not len(val.images):
+        if val is None or not len(val.images) or not chief:
             return
         swap_ema(model, optimizer)
         try:
@@ -300,8 +514,7 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
         last_eval = res
         events.emit("eval", step=step, pck=res["pck"], epe=res["epe"], pck_per_joint=res["pck_per_joint"],
                     joints=list(skeleton.joints))
-        writer.writerow([step, "", "", "", f"{res['pck']:.4f}", f"{res['epe']:.3f}"])
-        csv_file.flush()
+        metrics_log.row([step, "", "", "", f"{res['pck']:.4f}", f"{res['epe']:.3f}"])
 
     try:
         while step < total and not stop.is_set():
@@ -319,7 +532,7 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
                 loss = float(per_stage.sum())
                 events.emit("step", step=step, steps=total, loss=loss, loss_per_stage=per_stage, lr=lr_now(),
                             images_per_s=ips, elapsed_s=time.perf_counter() - wall0)
-                writer.writerow([step, f"{loss:.6f}", f"{lr_now():.6g}", f"{ips:.1f}", "", ""])
+                metrics_log.row([step, f"{loss:.6f}", f"{lr_now():.6g}", f"{ips:.1f}", "", ""])
                 t_log, n_log = now, 0
             if steps_per_epoch and step % steps_per_epoch == 0:
                 events.emit("epoch", epoch=step // steps_per_epoch, step=step)
@@ -330,10 +543,21 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
         if step != last_saved or step == start_step:
             save("stop" if stop.is_set() else "final")
         run_eval()
+    except tf.errors.OpError as exc:
+        if multiworker:
+            raise _cluster_error(exc, worker_index) from None
+        raise
     finally:
-        csv_file.close()
+        metrics_log.close()
+        if not chief:
+            shutil.rmtree(save_dir, ignore_errors=True)
+    leg = time.perf_counter() - wall0
+    wall = prior_wall + leg
+    if not chief:
+        events.emit("done", step=step, model=None, stopped=stop.is_set(), reason=stop.reason or "finished",
+                    wall_time_s=wall, leg_wall_time_s=leg, metrics={}, worker=worker_index, chief=False)
+        return None
     swap_ema(model, optimizer)  # from here on the model holds the averaged weights: they are exported
-    wall = time.perf_counter() - wall0
     norm = Normalisation(1 / 256, -0.5, "BGR")
     metrics = {}
     if last_eval:
@@ -347,7 +571,8 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
                      trained=True,
                      provenance={"kind": kind, "data": dataset_names(cfg.data.train),
                                  "val": dataset_names(cfg.data.val), "steps": step,
-                                 "wall_time_s": round(wall, 1), "machine": machine_note(), "precision": precision,
+                                 "wall_time_s": round(wall, 1), "legs": int(legs_var.numpy()),
+                                 "machine": machine_note(), "precision": precision,
                                  "crop_margin": cfg.data.margin, "orientation": cfg.data.orientation,
                                  "chirality": cfg.data.chirality,
                                  "recipe": cfg.to_dict(),
@@ -358,5 +583,5 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
         metrics = card.metrics
     model_dir = save_model(export_model, card, out / "model")
     events.emit("done", step=step, model=str(model_dir), stopped=stop.is_set(), reason=stop.reason or "finished",
-                wall_time_s=wall, metrics=metrics)
+                wall_time_s=wall, leg_wall_time_s=leg, metrics=metrics)
     return model_dir

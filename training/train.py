@@ -120,6 +120,16 @@ def searched_metrics(cfg: RunConfig, log=None):
     return final
 
 
+def clear_errors() -> tuple[type[BaseException], ...]:
+    """Exception types whose message alone tells the user what is wrong and where (a file, a record, a worker):
+    `cpm train` prints them as one line, without a traceback."""
+    from cpm_core.dataset.issues import DatasetFormatError
+    from cpm_core.weights import WeightsError
+    from training.loop import TrainingError
+
+    return (TrainingError, WeightsError, DatasetFormatError)
+
+
 def run(args: argparse.Namespace) -> int:
     events = EventWriter()
     try:
@@ -136,8 +146,10 @@ def run(args: argparse.Namespace) -> int:
             events.emit("error", message=message)
             return 1
         from training.data import make_pipeline
-        from training.loop import StopFlag, run_loop
+        from training.loop import StopFlag, make_strategy, run_loop
 
+        # Before any tensor exists: MultiWorkerMirroredStrategy configures the collective ops at start-up.
+        strategy = make_strategy(cfg.train.strategy)
         stop = StopFlag()
         stop.install()
         spec, skeleton, cache, val = build_data(cfg, log=lambda m: print(m, file=sys.stderr))
@@ -145,8 +157,14 @@ def run(args: argparse.Namespace) -> int:
                                  cfg.data.cache_scale, cfg.train.sigma, seed=cfg.train.seed)
         run_loop(cfg, spec, skeleton, pipeline, val, events, stop, args.resume, "train",
                  steps_per_epoch=max(1, len(cache) // cfg.train.batch), num_train=len(cache),
-                 final_metrics=searched_metrics(cfg, log=lambda m: print(m, file=sys.stderr)))
+                 final_metrics=searched_metrics(cfg, log=lambda m: print(m, file=sys.stderr)),
+                 strategy=strategy)
         return 0
+    except clear_errors() as exc:  # errors that say what to do: one line, no traceback
+        message = str(exc)
+        print(f"cpm train: {message}", file=sys.stderr)
+        events.emit("error", message=message)
+        return 1
     except Exception as exc:  # the protocol promises an `error` event, whatever went wrong
         traceback.print_exc(file=sys.stderr)
         events.emit("error", message=f"{exc.__class__.__name__}: {exc}")
