@@ -1,13 +1,24 @@
 """`cpm infer`: poses for images, image folders and videos, as annotated media and one JSON file.
 
 One bad input never stops the run: it is reported on one line, the rest are processed, and the exit status
-is 2 so scripts notice.
+is 2 so scripts notice. Outputs are checked before any work (a --json that is a folder, an --out-dir that is a
+file: one line, exit 2), so a long run never fails at its very end. A video that decodes clearly fewer frames
+than its header lists (a truncated file) is processed as far as it goes and reported like a bad input.
+
+Output names (see `plan_names`): each input's media are named after its file stem, `STEM_TAG.png` for an image
+(also each image of a folder) and `STEM_TAG.mp4` for a video, TAG being pose, multi or joints. When inputs share a
+stem (case-insensitively: a/x.jpg, b/x.jpg, b/x.png), each of them is named after its path relative to their
+common folder, separators and the extension's dot as `_` (a_x_jpg_pose.png, b_x_jpg_pose.png, b_x_png_pose.png);
+a name still taken (the same file given twice) gets `-2`, `-3`, ... in input order. So no output of a run
+replaces another; files left in --out-dir by an earlier run are replaced, and the run says how many.
+
+Memory stays flat for any number of frames: keypoints stream into the JSON file (written under a temporary name,
+renamed when complete) and videos are written as they go (`cpm_core.recorder`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -15,11 +26,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cpm_core.atomic_io import atomic_write_bytes, atomic_write_text
+from cpm_core.atomic_io import atomic_write_bytes
 from cpm_core.orientation import UprightFollower
 from cpm_core.preprocess import CropBox
 from cpm_core.presence import THRESHOLD as PRESENCE_THRESHOLD
 from cpm_core.progress import ProgressBar
+from cpm_core.recorder import JsonStream, VideoFile
 from cpm_core.render import draw_pose, joints_view, multi_stage_view
 from cpm_core.sources import SourceError, VideoReader, classify, folder_images, read_image
 
@@ -29,7 +41,11 @@ BATCH = 8
 def register(subparsers) -> None:
     p = subparsers.add_parser("infer", help="estimate poses in images, folders and videos",
                               description="Estimate poses and write annotated images/videos and, with --json, "
-                              "one JSON file of keypoints in the sources' pixels.")
+                              "one JSON file of keypoints in the sources' pixels.",
+                              epilog="Outputs are named STEM_pose.png / STEM_pose.mp4 after each input; inputs "
+                              "that share a stem (a/x.jpg, b/x.jpg, b/x.png) are named after their path relative "
+                              "to their common folder instead (a_x_jpg_pose.png, b_x_jpg_pose.png, "
+                              "b_x_png_pose.png), so no output of a run replaces another.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image, image folder or video")
     p.add_argument("--model", default=None, help="model folder, port .pkl or TF checkpoint "
                    "(default: the embedded hand model)")
@@ -50,18 +66,68 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-class _Writers:
-    """Annotated outputs for one source. Videos are written under a temporary name and renamed when
-    complete, so an interrupted run never leaves a truncated file that looks finished."""
+def _plan_key(path: Path, base: Path) -> str:
+    """`a/x.jpg` relative to `base` as `a_x_jpg`: the path's parts and its extension, joined by `_`."""
+    try:
+        rel = path.relative_to(base)
+    except ValueError:
+        rel = Path(*path.parts[1:]) if path.is_absolute() else path
+    parts = [*rel.parent.parts, rel.stem] + ([rel.suffix[1:]] if rel.suffix else [])
+    return "_".join(x for x in parts if x not in ("", ".", "..")) or path.stem
 
-    def __init__(self, out_dir: Path | None, source: Path, kind: str, fps: float):
+
+def plan_names(files: list[Path]) -> list[str]:
+    """A distinct output name key for each input file, in order (see the module docstring): the stem; for
+    stems shared case-insensitively, the path relative to those files' common folder with its extension; then
+    `-2`, `-3`, ... for what is still taken. Deterministic: the same inputs in the same order give the same names."""
+    resolved = [Path(os.path.abspath(f)) for f in files]
+    groups: dict[str, list[int]] = {}
+    for i, f in enumerate(resolved):
+        groups.setdefault(f.stem.lower(), []).append(i)
+    keys = [f.stem for f in resolved]
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        common = Path(os.path.commonpath([str(resolved[i].parent) for i in members]))
+        for i in members:
+            keys[i] = _plan_key(resolved[i], common)
+    taken: set[str] = set()
+    out = []
+    for key in keys:
+        name, n = key, 1
+        while name.lower() in taken:
+            n += 1
+            name = f"{key}-{n}"
+        taken.add(name.lower())
+        out.append(name)
+    return out
+
+
+def _input_files(path: Path) -> list[Path]:
+    """The files an input's outputs are named after (a folder's images; nothing for a folder that fails)."""
+    if classify(path) == "folder":
+        try:
+            return folder_images(path)
+        except (SourceError, OSError):
+            return []
+    return [path]
+
+
+class _Writers:
+    """Annotated outputs for one source, named by the run's plan (`plan_names`). Videos are written under a
+    temporary name and renamed when complete, so an interrupted run never leaves a truncated file that looks
+    finished."""
+
+    def __init__(self, out_dir: Path | None, source: Path, kind: str, fps: float, names: dict[str, str]):
         self.out_dir, self.source, self.kind, self.fps = out_dir, source, kind, fps
-        self._videos: dict[str, tuple[cv2.VideoWriter, Path, Path]] = {}
+        self.names = names  # file (str) -> name key
+        self._videos: dict[str, VideoFile] = {}
         self.written: list[Path] = []
 
     def _name(self, tag: str, frame_source: str, ext: str) -> Path:
-        stem = Path(frame_source).stem if self.kind == "folder" else self.source.stem
-        return self.out_dir / f"{stem}_{tag}{ext}"
+        file = frame_source if self.kind == "folder" else str(self.source)
+        key = self.names.get(file) or Path(file).stem
+        return self.out_dir / f"{key}_{tag}{ext}"
 
     def add(self, tag: str, image: np.ndarray, frame_source: str) -> None:
         if self.out_dir is None:
@@ -74,22 +140,28 @@ class _Writers:
                 self.written.append(path)
             return
         if tag not in self._videos:
-            path = self._name(tag, frame_source, ".mp4")
-            tmp = path.with_name(f".{path.stem}.partial.mp4")
-            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps,
-                                     (image.shape[1], image.shape[0]))
-            self._videos[tag] = (writer, tmp, path)
-        self._videos[tag][0].write(image)
+            self._videos[tag] = VideoFile(self._name(tag, frame_source, ".mp4"), self.fps)
+        self._videos[tag].write(image)
 
     def close(self, ok: bool = True) -> None:
-        for writer, tmp, path in self._videos.values():
-            writer.release()
-            if ok:
-                os.replace(tmp, path)
-                self.written.append(path)
-            else:
-                tmp.unlink(missing_ok=True)
+        for video in self._videos.values():
+            done = video.close(ok)
+            if done is not None:
+                self.written.append(done)
         self._videos.clear()
+
+
+class _Results:
+    """Where results go: streamed into the --json document (if any) and counted; never kept in memory."""
+
+    def __init__(self, stream: JsonStream | None):
+        self.stream = stream
+        self.count = 0
+
+    def append(self, item: dict) -> None:
+        if self.stream is not None:
+            self.stream.add(item)
+        self.count += 1
 
 
 def _frames(path: Path, kind: str):
@@ -109,6 +181,9 @@ def _frames(path: Path, kind: str):
                 yield n, str(path), frame, None
             if video.index == 0:
                 raise SourceError(f"{path}: video has no decodable frames")
+            note = video.truncation_note()
+            if note:  # the decodable part was processed; the shortfall is reported like a bad input
+                yield video.index, str(path), None, f"{note}; processed those {video.index}"
 
 
 def _hidden(keypoints: np.ndarray) -> np.ndarray:
@@ -119,7 +194,8 @@ def _hidden(keypoints: np.ndarray) -> np.ndarray:
     return out
 
 
-def _flush_detected(multi, batch: list, kind: str, path: Path, args, writers: _Writers, results: list, bar) -> None:
+def _flush_detected(multi, batch: list, kind: str, path: Path, args, writers: _Writers, results: _Results,
+                    bar) -> None:
     """--detect: every frame through detector + CPM + tracker; the first (best) subject's joints also go
     under 'keypoints', so readers of the single-subject JSON keep working. Each subject gets its pose's
     'presence' (the detector's own 'score' stays); the result's 'score' is the first subject's presence (0 when
@@ -143,8 +219,8 @@ def _flush_detected(multi, batch: list, kind: str, path: Path, args, writers: _W
             bar.update()
 
 
-def _process(estimator, path: Path, args, out_dir: Path | None, results: list, errors: list[str],
-             multi=None, follower: UprightFollower | None = None) -> None:
+def _process(estimator, path: Path, args, out_dir: Path | None, results: _Results, errors: list[str],
+             multi=None, follower: UprightFollower | None = None, names: dict[str, str] | None = None) -> None:
     kind = classify(path)
     if multi is not None:
         multi.reset()  # identities and smoothing belong to one source
@@ -155,7 +231,7 @@ def _process(estimator, path: Path, args, out_dir: Path | None, results: list, e
     elif kind == "folder":
         total = len(folder_images(path))
     bar = ProgressBar(total, label=path.name) if kind != "image" else None
-    writers = _Writers(out_dir, path, kind, fps)
+    writers = _Writers(out_dir, path, kind, fps, names or {})
     skel = estimator.card.skeleton
     # An upright model follows a video's subject; each image is searched afresh. One follower (and one palm
     # detector) serves every input.
@@ -207,7 +283,7 @@ def _process(estimator, path: Path, args, out_dir: Path | None, results: list, e
             if err:
                 errors.append(err)
                 print(f"cpm infer: {err}", file=sys.stderr)
-                if bar:
+                if bar and kind == "folder":  # a folder's unreadable file still counts; a video's end note not
                     bar.update()
                 continue
             batch.append((index, src, frame))
@@ -222,10 +298,65 @@ def _process(estimator, path: Path, args, out_dir: Path | None, results: list, e
             bar.close()
 
 
+def _output_problem(raw: str, flag: str, want_dir: bool) -> str | None:
+    """Why `raw` cannot take this run's output (a --json that is a folder, an --out-dir that is a file, a
+    parent that is a file or not writable), or None. Checked before any work, so a run never fails at its end."""
+    p = Path(raw)
+    if p.exists():
+        if want_dir and not p.is_dir():
+            return f"{flag} {raw}: is a file, not a folder"
+        if not want_dir and p.is_dir():
+            return f"{flag} {raw}: is a folder; give a file name, e.g. {p / 'keypoints.json'}"
+        folder = p if want_dir else p.parent
+    else:
+        if not want_dir and raw.endswith(("/", os.sep)):
+            return f"{flag} {raw}: names a folder; give a file name, e.g. {p / 'keypoints.json'}"
+        folder = p.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            return f"{flag} {raw}: {folder} is a file, not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{flag} {raw}: {folder} is not writable"
+    return None
+
+
+def _planned_outputs(out_dir: Path, inputs: list[Path], names: dict[str, str], view: str) -> list[Path]:
+    """Every media file the run will write (for the check against inputs and the note on replaced files)."""
+    tags = ["pose"] + ([view] if view != "single" else [])
+    out = []
+    for path in inputs:
+        kind = classify(path)
+        ext = ".mp4" if kind == "video" else ".png"
+        for f in _input_files(path):
+            out += [out_dir / f"{names[str(f)]}_{tag}{ext}" for tag in tags]
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from cpm_core.estimator import PoseEstimator
     from cpm_core.weights import WeightsError, default_model_path
 
+    # A damaged video makes FFmpeg print a line per bad packet (hundreds); our one line says it instead.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    out_dir = Path(args.out_dir) if args.out_dir else (None if args.json else Path("cpm_out"))
+    problems = [m for m in (_output_problem(args.json, "--json", False) if args.json else None,
+                            _output_problem(str(out_dir), "--out-dir", True) if out_dir is not None else None) if m]
+    inputs = [Path(raw) for raw in args.paths]
+    input_files = {os.path.abspath(f) for path in inputs for f in _input_files(path)}
+    if args.json and os.path.abspath(args.json) in input_files:
+        problems.append(f"--json {args.json}: is one of the inputs; it would be replaced")
+    names: dict[str, str] = {}
+    if out_dir is not None and not problems:
+        files = [f for path in inputs for f in _input_files(path)]
+        names = {str(f): key for f, key in zip(files, plan_names(files))}
+        planned = _planned_outputs(out_dir, inputs, names, args.view)
+        clash = [o for o in planned if os.path.abspath(o) in input_files]
+        if clash:
+            problems.append(f"--out-dir {out_dir}: output {clash[0]} would replace an input; choose another folder")
+    if problems:
+        print(f"cpm infer: {problems[0]}", file=sys.stderr)
+        return 2
     try:
         estimator = PoseEstimator.from_path(args.model or default_model_path("hand"))
     except (WeightsError, OSError) as exc:
@@ -247,27 +378,34 @@ def run(args: argparse.Namespace) -> int:
         except (DetectorUnavailable, OSError, ValueError) as exc:
             print(f"cpm infer: {exc}", file=sys.stderr)
             return 2
-    out_dir = Path(args.out_dir) if args.out_dir else (None if args.json else Path("cpm_out"))
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    results: list[dict] = []
+    try:
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            replaced = sum(1 for o in set(planned) if o.exists())
+            if replaced:
+                print(f"cpm infer: replacing {replaced} existing file(s) in {out_dir} (from an earlier run?)",
+                      file=sys.stderr)
+        stream = (JsonStream(args.json, {"model": card.name, "trained": card.trained,
+                                         "joints": list(card.skeleton.joints)}, "results") if args.json else None)
+    except OSError as exc:
+        print(f"cpm infer: cannot write the output: {exc}", file=sys.stderr)
+        return 2
+    results = _Results(stream)
     errors: list[str] = []
     follower = UprightFollower(estimator)
-    for raw in args.paths:
-        path = Path(raw)
-        try:
-            _process(estimator, path, args, out_dir, results, errors, multi, follower)
-        except SourceError as exc:
-            errors.append(str(exc))
-            print(f"cpm infer: {exc}", file=sys.stderr)
-    if args.json:
-        doc = {"model": card.name, "trained": card.trained, "joints": list(card.skeleton.joints),
-               "results": results}
-        if multi is not None:
-            doc["detector"] = multi.detector.name
-        atomic_write_text(args.json, json.dumps(doc))
-    frames = len(results)
-    print(f"cpm infer: {frames} frame(s) from {len(args.paths)} input(s)"
+    ok = False
+    try:
+        for path in inputs:
+            try:
+                _process(estimator, path, args, out_dir, results, errors, multi, follower, names)
+            except SourceError as exc:
+                errors.append(str(exc))
+                print(f"cpm infer: {exc}", file=sys.stderr)
+        ok = True
+    finally:
+        if stream is not None:
+            stream.close(ok, tail={"detector": multi.detector.name} if multi is not None else None)
+    print(f"cpm infer: {results.count} frame(s) from {len(args.paths)} input(s)"
           + (f", {len(errors)} error(s)" if errors else "")
           + (f"; media in {out_dir}" if out_dir else "") + (f"; keypoints in {args.json}" if args.json else ""),
           file=sys.stderr)

@@ -17,6 +17,13 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".flv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".gif"}
 
 
+def truncation_slack(header_count: int) -> int:
+    """Frames a video may come up short of its header's count without a warning: containers that store no
+    count (WebM, some AVIs) estimate it from duration x rate, which rounds; 1 % (at least one frame) covers that,
+    while a cut-off file (52 of 202) is far beyond it."""
+    return max(1, header_count // 100)
+
+
 class SourceError(OSError):
     """A source that cannot be opened or read."""
 
@@ -85,6 +92,15 @@ class VideoReader:
         if frame.ndim == 2:
             frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
         return frame
+
+    def truncation_note(self) -> str | None:
+        """Once the stream has ended: a one-line warning when clearly fewer frames decoded than the header says
+        (a truncated or damaged file plays silently short otherwise), or None."""
+        hint = self.frame_count_hint
+        if hint and hint - self.index > truncation_slack(hint):
+            return (f"{self.path}: only {self.index} of the {hint} frames its header lists could be decoded "
+                    "(truncated or damaged file?)")
+        return None
 
     def seek(self, index: int) -> bool:
         """Best effort: containers with bad indexes may land elsewhere; `index` is updated to the truth."""
