@@ -20,6 +20,7 @@ from contextlib import contextmanager
 # Modules that add subcommands; a module that is not importable (optional part missing) is skipped.
 COMMAND_MODULES = [
     "cpm_core.infer",
+    "cpm_core.suggest",
     "cpm_core.weights.commands",
     "cpm_core.dataset.commands",
     "training.train",
