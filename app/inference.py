@@ -32,6 +32,7 @@ from cpm_core.orientation import UprightFollower
 from cpm_core.preprocess import CropBox
 from cpm_core.presence import THRESHOLD as PRESENCE_THRESHOLD
 from cpm_core.skeleton import Skeleton
+from cpm_core.subject_size import subject_too_small
 from cpm_core.tracking import KalmanSmoother, SelfTracker
 
 
@@ -98,12 +99,20 @@ class PoseFrame:
     subjects: list[SubjectPose] = field(default_factory=list)  # by id
     detector: str = ""
     presence: float = 1.0  # `PoseResult.presence` of the frame's own result (single-subject mode)
+    small_subject: bool = False  # a body model on the whole frame sees no person big enough to pose
 
     @property
     def present(self) -> bool:
         """Whether the model sees a subject at all; when not, the views draw no pose (its joints would land on
         whatever the crop holds, a forearm or a wall) and the self-tracker and follower search again."""
         return self.presence >= PRESENCE_THRESHOLD
+
+    @property
+    def draws_pose(self) -> bool:
+        """Whether the views draw this single-subject frame's skeleton: a subject is seen and, for a body model
+        on the whole frame, is big enough for the pose to mean something (`cpm_core.subject_size`; when it is
+        not, the window suggests Detect subjects once)."""
+        return self.present and not self.small_subject
 
     @property
     def shown(self) -> np.ndarray:
@@ -481,11 +490,13 @@ class InferenceWorker(QThread):
         """The InferencePost half of a frame: smoothing, what the views need, recording, emission. A frame
         without a subject (presence below the threshold) restarts the smoothing, so a hand that comes back
         is not dragged in from where the last one was, and its raw and smoothed joints have no position (their
-        confidences stay; `result.keypoints` keeps the model's guess): recordings, like the views, draw no pose."""
+        confidences stay; `result.keypoints` keeps the model's guess): recordings, like the views, draw no pose.
+        A body model's whole-frame pose of a person too small for it (`cpm_core.subject_size`) is treated alike."""
         kalman, tracking, lost, score = state
         raw = result.keypoints
+        small = subject_too_small(result, packet.frame.shape, estimator.card.skeleton)
         with self._cond:
-            if presence >= PRESENCE_THRESHOLD:
+            if presence >= PRESENCE_THRESHOLD and not small:
                 smoothed = self._smoother.update(raw)
             else:
                 self._smoother.reset()
@@ -506,5 +517,6 @@ class InferenceWorker(QThread):
             kalman=kalman, crop=result.crop.box, tracking=tracking, tracker_lost=lost,
             tracker_score=score, stage_max=stage_max, stage_conf=peaks.mean(axis=-1),
             joint_peaks=peaks[-1], latency_ms=(time.perf_counter() - packet.captured_at) * 1e3,
-            captured=captured, dropped=dropped, processed=processed, timings=timings, presence=presence)
+            captured=captured, dropped=dropped, processed=processed, timings=timings, presence=presence,
+            small_subject=small)
         self._emit(packet, pose)

@@ -48,6 +48,7 @@ from app.views import VIEW_CLASSES, PoseView, TrackerView
 from cpm_core.detection import DETECTORS, default_detector_name
 from cpm_core.estimator import PoseEstimator
 from cpm_core.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, SourceError
+from cpm_core.subject_size import HINT as SMALL_SUBJECT_HINT
 from cpm_core.weights import WeightsError, default_model_path, sniff_format
 
 VIEW_ORDER = ("multi", "single", "joints", "tracker")
@@ -780,6 +781,7 @@ class MainWindow(QMainWindow):
         needed (bench/pipeline.py)."""
         if pose.generation != self.generation:
             return  # from the previous source
+        self._hint_small_subject(pose)
         self.delivered += 1
         self.plots.add(pose)
         self._latest = pose
@@ -787,6 +789,15 @@ class MainWindow(QMainWindow):
             self._draw_scheduled = True
             wait = self._last_draw + self.paint_interval - time.perf_counter()
             QTimer.singleShot(max(0, int(wait * 1000)), self._draw_latest)
+
+    _small_hint_generation: int | None = None  # the source the small-person hint was shown for
+
+    def _hint_small_subject(self, pose: PoseFrame) -> None:
+        """A body model on the whole frame sees no person big enough to pose (`cpm_core.subject_size`): say so in
+        the status bar once per source, not on every frame (the views draw no skeleton meanwhile)."""
+        if pose.small_subject and self._small_hint_generation != self.generation:
+            self._small_hint_generation = self.generation
+            self.statusBar().showMessage(f"No person big enough for a whole-frame pose: {SMALL_SUBJECT_HINT}", 10000)
 
     def _draw_latest(self) -> None:
         self._draw_scheduled = False

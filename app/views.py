@@ -22,6 +22,7 @@ from app.fast_image import FastImageItem, bgra_lut, colour_map
 from app.inference import PoseFrame
 from app.pose_overlay import PoseOverlay, SubjectsOverlay, jet_lut
 from cpm_core.skeleton import Skeleton
+from cpm_core.subject_size import HINT as SMALL_HINT
 
 JET_BGRA = bgra_lut(jet_lut())
 BACKGROUND = (30, 30, 30)
@@ -71,10 +72,11 @@ class FramePanel:
     def show(self, pose: PoseFrame, keypoints: np.ndarray, threshold: float, selected: int | None = None,
              kalman: bool | None = None) -> None:
         """The frame with its pose; with detection, every subject instead (`selected` outlined boldly). A frame
-        whose model sees no subject (`PoseFrame.present` false) gets no pose."""
+        whose model sees no subject, or a person too small for a whole-frame body pose (`PoseFrame.draws_pose`
+        false), gets no pose."""
         self.show_frame(pose.bgra)
         overlay = self.ensure_overlay(pose.skeleton)
-        overlay.set_visible(not pose.detecting and pose.present)
+        overlay.set_visible(not pose.detecting and pose.draws_pose)
         if pose.detecting:
             chosen = pose.subject(selected)
             self.subjects.update(pose.subjects, pose.skeleton, threshold, chosen.id if chosen else None,
@@ -314,14 +316,14 @@ class TrackerView(PoseView):
         self.panel.show_frame(pose.bgra)
         self.panel.subjects.clear()
         main = self.panel.ensure_overlay(skeleton)
-        main.set_visible(pose.present)  # no subject in view: no skeleton on whatever the crop holds
+        main.set_visible(pose.draws_pose)  # no subject (or too small) in view: no skeleton on whatever it holds
         if self.raw_overlay is None or self.raw_overlay.skeleton != skeleton:
             if self.raw_overlay is not None:
                 self.raw_overlay.remove()
             self.raw_overlay = PoseOverlay(self.panel.view, skeleton, width=1.5, alpha=140,
                                            style=Qt.PenStyle.DashLine, z=8)
         main.update(pose.raw if self.mode == "raw" else pose.smoothed, self.threshold)
-        self.raw_overlay.set_visible(self.mode == "both" and pose.present)
+        self.raw_overlay.set_visible(self.mode == "both" and pose.draws_pose)
         if self.mode == "both":
             self.raw_overlay.update(pose.raw, self.threshold)
         corners = pose.crop.corners()
@@ -338,7 +340,12 @@ class TrackerView(PoseView):
         crop = pose.crop
         if crop.angle or crop.mirror:  # an upright model: the crop follows the hand's angle (and side)
             text += f"\ncrop turned {crop.angle:.0f}\u00b0{', mirrored (thumb side left)' if crop.mirror else ''}"
-        pose_text = self.mode if pose.present else f"none: nothing in view (presence {pose.presence:.2f}), searching"
+        if pose.small_subject:
+            pose_text = f"none: no person big enough for the whole frame (presence {pose.presence:.2f}); {SMALL_HINT}"
+        elif pose.present:
+            pose_text = self.mode
+        else:
+            pose_text = f"none: nothing in view (presence {pose.presence:.2f}), searching"
         self.status.setText(f"{text}\npose: {pose_text}")
         self.status.setPos(0, 0)
 
