@@ -512,9 +512,9 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
         finally:
             swap_ema(model, optimizer)
         last_eval = res
+        metrics_log.row([step, "", "", "", f"{res['pck']:.4f}", f"{res['epe']:.3f}"])
         events.emit("eval", step=step, pck=res["pck"], epe=res["epe"], pck_per_joint=res["pck_per_joint"],
                     joints=list(skeleton.joints))
-        metrics_log.row([step, "", "", "", f"{res['pck']:.4f}", f"{res['epe']:.3f}"])
 
     try:
         while step < total and not stop.is_set():
@@ -530,9 +530,10 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
                 now = time.perf_counter()
                 ips = n_log * global_batch / max(now - t_log, 1e-9)
                 loss = float(per_stage.sum())
+                # The row is on disk before the event says so: a run killed after it keeps it.
+                metrics_log.row([step, f"{loss:.6f}", f"{lr_now():.6g}", f"{ips:.1f}", "", ""])
                 events.emit("step", step=step, steps=total, loss=loss, loss_per_stage=per_stage, lr=lr_now(),
                             images_per_s=ips, elapsed_s=time.perf_counter() - wall0)
-                metrics_log.row([step, f"{loss:.6f}", f"{lr_now():.6g}", f"{ips:.1f}", "", ""])
                 t_log, n_log = now, 0
             if steps_per_epoch and step % steps_per_epoch == 0:
                 events.emit("epoch", epoch=step // steps_per_epoch, step=step)
