@@ -18,6 +18,8 @@ from cpm_core.subject_size import HINT, MIN_EXTENT, check_subject_size, is_whole
 
 # A seated person filling most of the frame's height (bodypose3d, MIT licence beside it).
 PERSON = Path(__file__).parent / "fixtures" / "body" / "seated_person.jpg"
+# MediaPipe's pose test image, downscaled (Apache-2.0, licence beside it).
+WOMAN = Path(__file__).parent / "fixtures" / "body" / "sitting_woman.jpg"
 WAIT_MS = 60000
 
 
@@ -50,9 +52,17 @@ def test_a_person_filling_the_frame_is_posed_a_small_one_is_not(body):
     assert subject_too_small(body.predict(small_frame), small_frame.shape, body.card.skeleton)
 
 
+def test_a_person_filling_the_frame_with_only_her_face_peaking_high_is_not_too_small(body):
+    """MediaPipe's pose test image: a woman sitting, filling the frame; the default model peaks above 0.3 only on
+    her face. An extent rule at that level called her too small; the rule's level is the drawing threshold."""
+    frame = cv2.imread(str(WOMAN))
+    verdict = check_subject_size(body.predict(frame), frame.shape, body.card.skeleton)
+    assert verdict.applies and not verdict.too_small and verdict.extent >= MIN_EXTENT
+
+
 def test_confident_peaks_piled_on_one_spot_are_too_small_even_when_presence_is_high(body):
     """Rule 2 on its own: the real full-frame heatmaps (presence high) with the joints moved into 5 % of the
-    frame, as a small person's confident peaks are."""
+    frame: a skeleton collapsed onto one spot."""
     frame = cv2.imread(str(PERSON))
     result = body.predict(frame)
     kp = result.keypoints.copy()
