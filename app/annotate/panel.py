@@ -18,10 +18,13 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
+from app.annotate.check_panel import CheckList
+from app.annotate.suggest_panel import SuggestionList
 from cpm_core.dataset.project import AnnotationProject, FrameState
 
 PREDICTED_FG = QColor(200, 0, 200)
@@ -111,6 +114,12 @@ class AnnotationPanel(QWidget):
             buttons.addWidget(b, k // 2, k % 2)
         self.export_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         buttons.addWidget(self.export_button, 3, 0, 1, 2)
+        # the labelling loop: frames the model is unsure of, labels that look wrong (issue #23)
+        self.suggest_button = QPushButton("Suggest frames…")
+        self.check_button = QPushButton("Check labels")
+        for k, b in enumerate((self.suggest_button, self.check_button)):
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            buttons.addWidget(b, 4, k)
         lay.addLayout(buttons)
         joints_box = QGroupBox("Joints (click places the selected / next unplaced one)")
         jl = QVBoxLayout(joints_box)
@@ -122,13 +131,19 @@ class AnnotationPanel(QWidget):
         self.frames = FrameListWidget()
         fl.addWidget(self.frames)
         lay.addWidget(frames_box, 2)
+        self.suggestions = SuggestionList()
+        self.checks = CheckList()
+        self.loop_tabs = QTabWidget()
+        self.loop_tabs.addTab(self.suggestions, "Suggested frames")
+        self.loop_tabs.addTab(self.checks, "Check labels")
+        lay.addWidget(self.loop_tabs, 2)
         self.help = QLabel("Click: place · drag joint: move · drag image: pan · wheel: zoom · V / right-click: "
                            "visible→occluded→absent · Del: remove · PgUp/PgDn: frame · N: next unlabelled · "
                            "Enter: confirm · B: box follows joints · F: fit · Ctrl+Z / Ctrl+Shift+Z: undo / redo")
         self.help.setWordWrap(True)
         self.help.setStyleSheet("color: gray;")
         lay.addWidget(self.help)
-        for lst in (self.joints, self.frames):
+        for lst in (self.joints, self.frames, self.suggestions, self.checks):
             lst.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.frames.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.frames.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)

@@ -27,8 +27,10 @@ from PySide6.QtWidgets import (
 
 from app.annotate.assist import PredictionWorker
 from app.annotate.canvas import AnnotationCanvasView, box_corners
+from app.annotate.check_panel import LabelChecker
 from app.annotate.commands import FrameEditCommand
 from app.annotate.panel import AnnotationPanel
+from app.annotate.suggest_panel import FrameSuggester
 from cpm_core.dataset.formats import FORMATS, read_dataset, write_dataset
 from cpm_core.dataset.frames import METHODS
 from cpm_core.dataset.model import ABSENT
@@ -91,6 +93,11 @@ class AnnotationWorkspace(QWidget):
         self.panel.undo_button.clicked.connect(self.undo_stack.undo)
         self.panel.redo_button.clicked.connect(self.undo_stack.redo)
         self.panel.export_button.clicked.connect(self.export_dialog)
+        self.suggester = FrameSuggester(self)
+        self.checker = LabelChecker(self)
+        self.panel.suggest_button.clicked.connect(self.suggester.dialog)
+        self.panel.check_button.clicked.connect(self.checker.run)
+        self.panel.suggestions.frameRequested.connect(self.go_to)
         self.undo_stack.canUndoChanged.connect(self.panel.undo_button.setEnabled)
         self.undo_stack.canRedoChanged.connect(self.panel.redo_button.setEnabled)
         self._build_actions()
@@ -138,6 +145,7 @@ class AnnotationWorkspace(QWidget):
     def set_project(self, project: AnnotationProject, save: bool = True) -> None:
         """Show `project` (saving it first, so a new project exists on disk before the first edit)."""
         self.cancel_prediction()
+        self.suggester.cancel()
         self.undo_stack.clear()
         self.project = project
         self.index = 0
@@ -146,7 +154,10 @@ class AnnotationWorkspace(QWidget):
         if save:
             self._save()
         self.panel.frames.fill(project)
+        self.panel.suggestions.fill(project)
+        self.panel.checks.clear()
         self.go_to(0, force=True)
+        self._refresh_all()  # the buttons were left disabled until the first edit
         self.projectChanged.emit(str(project.path))
 
     def open_project(self, path: str | Path) -> bool:
@@ -359,7 +370,8 @@ class AnnotationWorkspace(QWidget):
     def _refresh_all(self) -> None:
         has = self.project is not None
         for b in (self.panel.predict_button, self.panel.predict_all_button, self.panel.confirm_button,
-                  self.panel.next_button, self.panel.export_button):
+                  self.panel.next_button, self.panel.export_button, self.panel.suggest_button,
+                  self.panel.check_button):
             b.setEnabled(has)
         self.panel.undo_button.setEnabled(self.undo_stack.canUndo())
         self.panel.redo_button.setEnabled(self.undo_stack.canRedo())
@@ -567,5 +579,6 @@ class AnnotationWorkspace(QWidget):
     def shutdown(self) -> None:
         """Stop a running prediction and write the project one last time."""
         self.cancel_prediction()
+        self.suggester.cancel()
         self._dragging = False
         self._save()
