@@ -103,6 +103,7 @@ class SuggestionList(QListWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setToolTip("Frames the model is least sure of (Suggest frames…); click to label one")
+        self.setWordWrap(True)
         self.itemClicked.connect(lambda item: self.frameRequested.emit(int(item.data(Qt.ItemDataRole.UserRole))))
 
     def fill(self, project) -> None:
@@ -114,8 +115,8 @@ class SuggestionList(QListWidget):
                 if isinstance(f.extras.get("suggested_score"), int | float)]
         for score, i, f in sorted(rows, key=lambda r: -r[0]):
             mark = "✓" if project.is_labelled(i) else "·"
-            text = (f"{mark} {score:.2f}  frame {f.extras.get('frame', '?')} of {f.extras.get('source', '?')} — "
-                    f"{top_reason(f.extras.get('suggested_reasons') or {})}")
+            text = (f"{mark} {score:.2f}  frame {f.extras.get('frame', '?')} · "
+                    f"{top_reason(f.extras.get('suggested_reasons') or {})} · {f.extras.get('source', '?')}")
             item = QListWidgetItem(text)
             item.setData(Qt.ItemDataRole.UserRole, i)
             item.setToolTip("\n".join(f"{k}: {v:.3f}" for k, v in (f.extras.get("suggested_reasons") or {}).items()))
