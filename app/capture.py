@@ -56,6 +56,7 @@ class CaptureThread(QThread):
         self._position = -1
         self._restart = True
         self._ended = False
+        self._end_noted = False  # the source's end note (a truncated video) is shown once, not on every loop
 
     # --- controls (any thread) ---
     @property
@@ -123,6 +124,11 @@ class CaptureThread(QThread):
                 self._ended = False
                 self._emit(*got)
                 return True
+            if not self._end_noted:
+                note = self.source.end_note()
+                if note:
+                    self._end_noted = True
+                    self.frameWarning.emit(note)
             if self._loop and self.source.info.kind in ("video", "folder") and self._position > 0:
                 self.source.seek(0)
                 self._restart = True

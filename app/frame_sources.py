@@ -47,6 +47,11 @@ class FrameSource:
     def seek(self, index: int) -> None:
         """Make `index` the next frame read (best effort for videos)."""
 
+    def end_note(self) -> str | None:
+        """After read() returned None: a warning about how the source ended (a video shorter than its header
+        says), or None for a normal end."""
+        return None
+
     def close(self) -> None:
         pass
 
@@ -121,6 +126,9 @@ class VideoFrameSource(FrameSource):
     def seek(self, index: int) -> None:
         self._pending = None
         self._reader.seek(max(0, index))
+
+    def end_note(self) -> str | None:
+        return self._reader.truncation_note()
 
     def close(self) -> None:
         self._reader.close()

@@ -15,6 +15,16 @@ from pathlib import Path
 
 EXIT_SOURCE, EXIT_MODEL, EXIT_TIMEOUT = 1, 2, 3
 EXIT_NO_DISPLAY = 2  # like a usage error: nothing was started
+BATCH_FRAMES = 30  # --frames' default for moving sources
+
+
+def batch_frames(requested: int | None, source_kind: str | None) -> int:
+    """How many results a scripted run waits for. A still image yields one result and then nothing more (it
+    never "ends" the way a clip does), so waiting for 30 ran into the timeout; a folder plays as a slow slide
+    show, so its first pose is the one a screenshot wants unless --frames says otherwise."""
+    if requested is not None:
+        return requested
+    return 1 if source_kind in ("image", "folder") else BATCH_FRAMES
 
 
 def no_display() -> bool:
@@ -31,7 +41,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--source", help="video, image, image folder, or camera:N (default: the bundled sample)")
     p.add_argument("--model", help="model folder, card.json, port .pkl or TF checkpoint (default: embedded hand)")
     p.add_argument("--view", choices=("multi", "single", "joints", "tracker"), default="multi")
-    p.add_argument("--frames", type=int, default=None, help="render this many frames, then screenshot / quit")
+    p.add_argument("--frames", type=int, default=None, help="render this many frames, then screenshot / quit "
+                   f"(default: {BATCH_FRAMES} for a video or camera; for an image or folder, once the first pose "
+                   "is shown)")
     p.add_argument("--screenshot", help="save a PNG of the whole window after --frames frames")
     p.add_argument("--quit", action="store_true", help="exit after the frames are rendered (no dialogs)")
     p.add_argument("--tracking", action="store_true", help="start with the self-tracking crop on")
@@ -131,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
     status = {"rc": 0, "done": False}
     if batch:
-        frames = args.frames or 30
+        frames = batch_frames(args.frames, window.source_info.kind if window.source_info else None)
 
         def finish() -> None:
             if status["done"]:

@@ -883,10 +883,14 @@ class MainWindow(QMainWindow):
         if rec is None:
             return None
         self.worker.set_recorder(None)
-        rec.close()
         self.record_action.blockSignals(True)
         self.record_action.setChecked(False)
         self.record_action.blockSignals(False)
+        try:
+            rec.close()
+        except OSError as exc:  # a full disk: the message says where the recorded part stays
+            self.report_error(str(exc), interactive=True)
+            return rec
         self.statusBar().showMessage(f"Recorded {rec.frames_written} frames to {rec.video_path} (+ .json, .csv)",
                                      8000)
         return rec

@@ -2,6 +2,10 @@
 
 Start writes the settings as `run.toml` into the output folder (so the run can be repeated or resumed from a
 terminal with the same file) and runs `cpm train run.toml --output DIR`.
+
+Stop asks the run to stop cleanly and waits for it however long its checkpoint, evaluation and export take (the
+panel says "stopping: saving checkpoint…"); the button then becomes "Kill now", and only a second press ends the
+process at once, losing what the clean stop would have saved.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from app.panels.run_config import parse_overrides, write_run_config
 from app.panels.training_process import TrainingProcess
 from cpm_core.spec import PRESETS
 
+STOP_TEXT, KILL_TEXT = "Stop", "Kill now"
+STOPPING_STATUS = "stopping: saving checkpoint…"
 DATASET_FILTER = "Datasets and annotation projects (*.json *.txt *.tfrecord *.tfrecords);;All files (*)"
 
 
@@ -84,7 +90,7 @@ class TrainPanel(QWidget):
         self.form.addRow("Optimiser", self.optimizer_combo)
         self.form.addRow("Output folder", path_row(self.output_edit, self._pick_output))
         self.start_button = QPushButton("Start")
-        self.stop_button = QPushButton("Stop")
+        self.stop_button = QPushButton(STOP_TEXT)
         self.stop_button.setEnabled(False)
         self.load_button = QPushButton("Load into viewer")
         self.load_button.setEnabled(False)
@@ -106,6 +112,11 @@ class TrainPanel(QWidget):
         self.process.done.connect(self._on_done)
         self.process.error.connect(self._on_error)
         self.process.finished.connect(self._on_finished)
+        # Connected after the live view's own handlers: while stopping, the status keeps saying so.
+        self.process.step.connect(self._keep_stopping_status)
+        self.process.evaluated.connect(self._keep_stopping_status)
+        self.process.checkpoint.connect(self._on_checkpoint)
+        self._set_running(False)
 
     # -- form --------------------------------------------------------------------------------------------
     def _add_source_rows(self) -> None:
@@ -170,12 +181,37 @@ class TrainPanel(QWidget):
         return True
 
     def stop(self) -> None:
+        """First press: ask for a clean stop and wait for it. Second press (the button now says "Kill now"):
+        end the process at once."""
+        if not self.process.is_running():
+            return
+        if self.process.stop_requested:
+            self.process.kill()
+            self.stop_button.setEnabled(False)
+            return
         self.process.stop()
-        self.stop_button.setEnabled(False)
+        self.live.status.setText(STOPPING_STATUS)
+        self.stop_button.setText(KILL_TEXT)
+        self.stop_button.setToolTip("The run is saving its checkpoint and model and will end by itself. Press to "
+                                    "end it at once instead: it loses the steps since its last checkpoint and "
+                                    "exports no model.")
+
+    def _keep_stopping_status(self, _ev: dict) -> None:
+        if self.process.stop_requested and self.process.is_running():
+            self.live.status.setText(self._stopping_text)
+
+    def _on_checkpoint(self, ev: dict) -> None:
+        if self.process.stop_requested and ev.get("reason") == "stop":
+            self._stopping_text = (f"stopping: checkpoint saved at step {ev.get('step')}; evaluating and "
+                                   "exporting the model…")
+            self.live.status.setText(self._stopping_text)
 
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
+        self.stop_button.setText(STOP_TEXT)
+        self.stop_button.setToolTip("Stop cleanly: the run saves a checkpoint and exports its model")
+        self._stopping_text = STOPPING_STATUS
 
     def _on_done(self, ev: dict) -> None:
         self.model_path = str(ev.get("model") or "")

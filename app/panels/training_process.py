@@ -3,6 +3,11 @@
 Qt reads the pipes in the event loop (no thread of ours, no blocking read), so the GUI stays responsive
 whatever the run does. A run that dies without a `done` or `error` event (a crash, a kill, a bad command line)
 is reported through `error` with the tail of its stderr, where Python's traceback is.
+
+Stopping never kills on a timer: a run asked to stop saves a checkpoint, evaluates and exports its model, which
+takes the default hand recipe longer than any fixed grace period (a 15 s timer used to kill it mid-export, leaving
+"the process crashed" and no model). `stop()` asks once and waits; only `kill()`, which the user asks for
+separately, ends the process at once.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import sys
 from collections import deque
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
+from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Signal
 
 from training.events import parse_line
 
@@ -34,29 +39,33 @@ class TrainingProcess(QObject):
     log = Signal(str)  # stderr lines and non-protocol stdout lines
     output = Signal(str)  # every stdout line (for commands such as `cpm eval` that print a report)
     finished = Signal(int)  # exit code (-1 when the process crashed or could not start)
+    stopping = Signal()  # a clean stop was asked for; the run is saving its checkpoint and model
 
-    def __init__(self, parent: QObject | None = None):
+    def __init__(self, parent: QObject | None = None, program: list[str] | None = None):
+        """`program`: the command that takes the arguments (default: this Python running `training.cli`);
+        another protocol speaker can stand in for it, e.g. in tests."""
         super().__init__(parent)
+        self.program = list(program) if program else [sys.executable, "-m", "training.cli"]
         self._proc: QProcess | None = None
+        self.stop_requested = False  # stop() was called for the current run
+        self._killed = False  # kill() was called for the current run
         self._stdout_buf = b""
         self._stderr_buf = b""
         self._stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
         self._ended_cleanly = False  # a done or error event was seen
-        self._kill_timer = QTimer(self)
-        self._kill_timer.setSingleShot(True)
-        self._kill_timer.timeout.connect(self.kill)
 
     # -- control -----------------------------------------------------------------------------------------
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.state() != QProcess.ProcessState.NotRunning
 
     def start(self, arguments: list[str]) -> None:
-        """Run `python -m training.cli ARGUMENTS...` from the project root."""
+        """Run `python -m training.cli ARGUMENTS...` (or `program ARGUMENTS...`) from the project root."""
         if self.is_running():
             raise RuntimeError("a run is already in progress")
         self._stdout_buf = self._stderr_buf = b""
         self._stderr_tail.clear()
         self._ended_cleanly = False
+        self.stop_requested = self._killed = False
         proc = QProcess(self)
         env = QProcessEnvironment.systemEnvironment()
         env.insert("PYTHONPATH", os.pathsep.join(p for p in (str(PROJECT_ROOT), env.value("PYTHONPATH")) if p))
@@ -70,19 +79,24 @@ class TrainingProcess(QObject):
         proc.errorOccurred.connect(self._process_error)
         self._proc = proc
         self.log.emit("$ cpm " + " ".join(arguments))
-        proc.start(sys.executable, ["-m", "training.cli", *arguments])
+        proc.start(self.program[0], [*self.program[1:], *arguments])
 
-    def stop(self, kill_after_ms: int = 15000) -> None:
-        """Ask the run to stop (it checkpoints, then sends `done` with stopped=true); kill it if it has not
-        ended after `kill_after_ms`."""
-        if not self.is_running():
+    def stop(self) -> None:
+        """Ask the run to stop cleanly: it finishes the step, saves a checkpoint, evaluates, exports its model and
+        sends `done` with stopped=true, however long that takes. Asking again does nothing more; `kill()` is
+        the way to end it at once."""
+        if not self.is_running() or self.stop_requested:
             return
+        self.stop_requested = True
         self._proc.write(b"stop\n")
-        self.log.emit("stop requested")
-        self._kill_timer.start(kill_after_ms)
+        self.log.emit("stop requested: the run saves a checkpoint and its model, then ends")
+        self.stopping.emit()
 
     def kill(self) -> None:
+        """End the run at once (the user asked for it): it loses the steps since its last checkpoint and exports
+        no model; `--resume` continues from that checkpoint."""
         if self.is_running():
+            self._killed = True
             self.log.emit("killing the run")
             self._proc.kill()
 
@@ -146,7 +160,6 @@ class TrainingProcess(QObject):
         return "\n".join(self._stderr_tail)
 
     def _finished(self, code: int, status: QProcess.ExitStatus) -> None:
-        self._kill_timer.stop()
         self._read_stdout()
         self._read_stderr()
         if self._stdout_buf:
@@ -154,7 +167,8 @@ class TrainingProcess(QObject):
             self._stdout_buf = b""
         crashed = status == QProcess.ExitStatus.CrashExit
         if not self._ended_cleanly and (crashed or code != 0):
-            how = "crashed" if crashed else f"exited with code {code}"
+            how = ("was killed on request: no model was exported; the last periodic checkpoint is kept for --resume"
+                   if self._killed else "crashed" if crashed else f"exited with code {code}")
             self.error.emit(f"the process {how}\n{self.stderr_tail()}".rstrip())
         self.finished.emit(-1 if crashed else code)
 
