@@ -351,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
                                 description="Recover a recording whose program stopped during it.")
     p.add_argument("path", help="the recording's video path (NAME.mp4); its work folder is NAME.recording")
     args = p.parse_args(argv)
+    # The segment open at the kill has no trailer; FFmpeg's "moov atom not found" for it is expected noise.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     try:
         got = recover_recording(args.path)
     except OSError as exc:
