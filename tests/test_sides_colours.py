@@ -197,3 +197,25 @@ def test_detected_bodies_keep_their_sides_and_hands_of_unknown_side_keep_their_i
     pens = {sid: [pen.color().getRgb()[:3] for pen in g.pose.item._pens] for sid, g in overlay.items.items()}
     assert set(pens[1]) == {subject_rgb(1)}
     assert {_family((b, g, r)) for r, g, b in pens[2]} == {"cool"}
+
+
+def test_cpm_infer_detect_draws_a_detected_bodys_sides_and_a_hands_id_colour():
+    """`cpm_core.detection.draw.draw_subjects` (what `cpm infer --detect` writes): a body keeps its side colours
+    and shows its id only by outline and label; a hand (no sides) is drawn in its id's colour."""
+    from types import SimpleNamespace
+
+    from cpm_core.detection.draw import draw_subjects, subject_colour
+    from cpm_core.preprocess import CropBox
+
+    crop = CropBox.around(20, 10, 180, 195, margin=1.0)
+    body = SimpleNamespace(id=3, crop=crop, score=0.9, keypoints=_facing_body())
+    out = draw_subjects(np.zeros((200, 200, 3), np.uint8), [body], COCO_17)
+    assert _family(out[170, 60]) == "warm"
+    assert _family(out[170, 140]) == "cool"
+    hand_kp = np.zeros((21, 3))
+    hand_kp[:, 0] = np.linspace(40, 160, 21)
+    hand_kp[:, 1] = 100
+    hand_kp[:, 2] = 1.0
+    hand = SimpleNamespace(id=3, crop=crop, score=0.9, keypoints=hand_kp)
+    out = draw_subjects(np.zeros((200, 200, 3), np.uint8), [hand], HAND_21)
+    np.testing.assert_array_equal(out[100, 100], np.array(subject_colour(3), np.uint8))

@@ -14,7 +14,7 @@ from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPen
 
 from cpm_core.dataset.project import FrameState
-from cpm_core.skeleton import Skeleton
+from cpm_core.skeleton import Skeleton, limb_colours
 
 HIT_RADIUS_PX = 9.0
 JOINT_RADIUS_PX = 5.0
@@ -23,9 +23,11 @@ PREDICTED_COLOR = QColor(255, 0, 255)
 
 
 def joint_colors(skeleton: Skeleton) -> list[QColor]:
-    """One colour per joint: the colour of the limb that ends at it (the root takes the first limb's)."""
-    out = [QColor(*reversed(skeleton.colors[0])) if skeleton.colors else QColor(0, 200, 255)] * skeleton.num_joints
-    for (_, b), bgr in zip(skeleton.limbs, skeleton.colors):
+    """One colour per joint: the colour of the limb that ends at it (the root takes the first limb's). Limb colours
+    are `limb_colours`' (a body's left and right in two families, as every other drawer draws them)."""
+    colours = limb_colours(skeleton)
+    out = [QColor(*reversed(colours[0])) if colours else QColor(0, 200, 255)] * skeleton.num_joints
+    for (_, b), bgr in zip(skeleton.limbs, colours):
         out[b] = QColor(bgr[2], bgr[1], bgr[0])
     return list(out)
 
@@ -88,7 +90,7 @@ class AnnotationItem(pg.GraphicsObject):
             painter.setBrush(QBrush(BOX_COLOR))
             for c in corners:
                 painter.drawRect(QRectF(c.x() - 4, c.y() - 4, 8, 8))
-        for (a, b), bgr in zip(sk.limbs, sk.colors):
+        for (a, b), bgr in zip(sk.limbs, limb_colours(sk)):
             if placed[a] and placed[b]:
                 occluded = st.visibility[a] == 1 or st.visibility[b] == 1
                 style = Qt.PenStyle.DashLine if occluded else Qt.PenStyle.SolidLine

@@ -1,5 +1,7 @@
 """Drawing tracked subjects with OpenCV: each id in its own colour, its crop outline and its id, so two
-subjects stay told apart in saved media (the app draws the same colours with pyqtgraph)."""
+subjects stay told apart in saved media (the app draws the same colours with pyqtgraph). A skeleton with sides (a
+body) keeps its left/right colour families (`cpm_core.skeleton.limb_colours`) and shows its id by the outline and
+label only, as the app does; a skeleton without sides (a hand) is drawn whole in its id's colour."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import colorsys
 import cv2
 import numpy as np
 
-from cpm_core.skeleton import Skeleton
+from cpm_core.skeleton import Skeleton, has_sides, limb_colours
 
 
 def subject_colour(subject_id: int) -> tuple[int, int, int]:
@@ -26,6 +28,7 @@ def draw_subjects(image: np.ndarray, subjects: list, skeleton: Skeleton | None =
     """
     out = image.copy()
     t = max(1, round(max(image.shape[:2]) / 300))
+    sided = limb_colours(skeleton) if skeleton is not None and has_sides(skeleton) else None
     for s in subjects:
         colour = subject_colour(s.id)
         corners = s.crop.corners().round().astype(np.int32)
@@ -33,12 +36,15 @@ def draw_subjects(image: np.ndarray, subjects: list, skeleton: Skeleton | None =
         if draw_pose and skeleton is not None and s.keypoints is not None:
             kp = np.asarray(s.keypoints, dtype=np.float64)
             ok = np.isfinite(kp[:, :2]).all(axis=1) & (kp[:, 2] >= threshold)
-            for a, b in skeleton.limbs:
+            joint_colour = [colour] * len(kp)
+            for i, (a, b) in enumerate(skeleton.limbs):
+                limb_colour = sided[i] if sided is not None else colour
+                joint_colour[b] = limb_colour
                 if ok[a] and ok[b]:
-                    cv2.line(out, (round(kp[a, 0]), round(kp[a, 1])), (round(kp[b, 0]), round(kp[b, 1])), colour,
-                             t, cv2.LINE_AA)
+                    cv2.line(out, (round(kp[a, 0]), round(kp[a, 1])), (round(kp[b, 0]), round(kp[b, 1])),
+                             limb_colour, t, cv2.LINE_AA)
             for j in np.flatnonzero(ok):
-                cv2.circle(out, (round(kp[j, 0]), round(kp[j, 1])), t + 1, colour, -1, cv2.LINE_AA)
+                cv2.circle(out, (round(kp[j, 0]), round(kp[j, 1])), t + 1, joint_colour[j], -1, cv2.LINE_AA)
         label = f"#{s.id} {s.score:.2f}"
         x, y = corners[np.argmin(corners[:, 1])]  # the topmost corner, wherever the rotation put it
         scale = 0.4 * t
