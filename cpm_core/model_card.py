@@ -75,33 +75,71 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelCard:
+        """A card from its JSON object; any malformed part gives one ValueError naming the part.
+
+        Why: cards are files from elsewhere (downloaded, hand-edited); a wrong type deep inside used to escape as
+        Python's own TypeError ("not all arguments converted during string formatting") naming nothing."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a model card is a JSON object, got {type(d).__name__}")
         if d.get("format") != "cpm-studio-model":
             raise ValueError("not a CPM Studio model card (missing \"format\": \"cpm-studio-model\")")
-        if int(d.get("version", 0)) > CARD_VERSION:
+        version = d.get("version", 0)
+        if not isinstance(version, int | float) or isinstance(version, bool) or version != version:
+            raise ValueError(f"model card: version must be a number, got {version!r}")
+        if version > CARD_VERSION:
             raise ValueError(f"model card version {d['version']} is newer than this program understands "
                              f"({CARD_VERSION}); update CPM Studio")
-        return cls(
-            spec=ModelSpec.from_dict(d["spec"]),
-            skeleton=Skeleton.from_dict(d["skeleton"]),
-            normalisation=Normalisation.from_dict(d.get("normalisation", {})),
-            name=d.get("name", ""),
-            description=d.get("description", ""),
-            trained=bool(d.get("trained", True)),
-            provenance=dict(d.get("provenance", {})),
-            metrics=dict(d.get("metrics", {})),
-            decoding=dict(d.get("decoding") or {}),
-        )
+        for key in ("spec", "skeleton"):
+            if key not in d:
+                raise ValueError(f"model card: no {key!r} section")
+        for key in ("spec", "skeleton", "normalisation", "provenance", "metrics", "decoding"):
+            if d.get(key) is not None and not isinstance(d[key], dict):
+                raise ValueError(f"model card: {key!r} must be an object, got {type(d[key]).__name__}")
+        for key in ("name", "description"):
+            if not isinstance(d.get(key, ""), str):
+                raise ValueError(f"model card: {key!r} must be a string, got {d[key]!r:.60}")
+        parts = {}
+        for key, read in (("spec", ModelSpec.from_dict), ("skeleton", Skeleton.from_dict),
+                          ("normalisation", Normalisation.from_dict)):
+            try:
+                parts[key] = read(d.get(key) or {})
+            except KeyError as exc:
+                raise ValueError(f"model card: {key}: missing field {exc}") from None
+            except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+                raise ValueError(f"model card: {key}: {exc or exc.__class__.__name__}") from None
+        try:
+            return cls(
+                spec=parts["spec"],
+                skeleton=parts["skeleton"],
+                normalisation=parts["normalisation"],
+                name=d.get("name", ""),
+                description=d.get("description", ""),
+                trained=bool(d.get("trained", True)),
+                provenance=dict(d.get("provenance") or {}),
+                metrics=dict(d.get("metrics") or {}),
+                decoding=dict(d.get("decoding") or {}),
+            )
+        except (TypeError, OverflowError) as exc:
+            raise ValueError(f"model card: {exc}") from None
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
 
     @classmethod
     def read(cls, path: str | Path) -> ModelCard:
+        """The card in the file `path`; ValueError naming the file for anything unreadable or malformed."""
         try:
-            d = json.loads(Path(path).read_text(encoding="utf-8"))
+            d = json.loads(Path(path).read_bytes().decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: model card is not UTF-8 text") from None
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: model card is not valid JSON ({exc})") from exc
-        return cls.from_dict(d)
+            raise ValueError(f"{path}: model card is not valid JSON ({exc})") from None
+        except RecursionError:
+            raise ValueError(f"{path}: model card JSON is nested too deeply") from None
+        try:
+            return cls.from_dict(d)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
 
     def summary(self) -> str:
         """A few human lines for the GUI and the CLI."""

@@ -6,7 +6,11 @@ loaders (which map the port's variable scopes by name) and the FLOP counter all 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+import math
+import numbers
+from dataclasses import asdict, dataclass, fields, replace
+
+import numpy as np
 
 # Trunk channel plans of the port ('P' = 2x2 max-pool). Hand: sub_conv9..14 are 512; body: 9..10 512, 11..14 256.
 _HAND_TRUNK = (64, 64, "P", 128, 128, "P", 256, 256, 256, 256, "P", 512, 512, 512, 512, 512, 512)
@@ -16,6 +20,8 @@ STAGE1_CHANNELS = 512
 MID_CHANNELS = 128
 MID_KERNEL = 7
 BLOCK_FAMILIES = ("vgg", "mobile")
+MAX_STAGES = 32
+MAX_INPUT_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -58,8 +64,13 @@ class ModelSpec:
     blocks: str = "vgg"
 
     def __post_init__(self) -> None:
-        if self.stages < 2:
-            raise ValueError(f"a CPM needs at least 2 stages, got {self.stages}")
+        self._check_types()
+        # Upper bounds: a model card is a file from elsewhere, and a card asking for a million stages or pixels
+        # would hang or exhaust the app that builds its model rather than fail.
+        if not 2 <= self.stages <= MAX_STAGES:
+            raise ValueError(f"a CPM needs at least 2 stages and at most {MAX_STAGES}, got {self.stages}")
+        if self.input_size > MAX_INPUT_SIZE:
+            raise ValueError(f"input size {self.input_size} is larger than {MAX_INPUT_SIZE} pixels")
         if self.stride not in (4, 8):
             raise ValueError(f"stride must be 4 or 8, got {self.stride}")
         if self.blocks not in BLOCK_FAMILIES:
@@ -71,10 +82,35 @@ class ModelSpec:
         if self.input_size % self.stride or self.input_size < 4 * self.stride:
             raise ValueError(f"input size {self.input_size} must be a multiple of the stride {self.stride} "
                              f"and at least {4 * self.stride}")
-        if self.num_joints < 1:
-            raise ValueError("num_joints must be at least 1")
+        if not 1 <= self.num_joints <= 1000:
+            raise ValueError(f"num_joints must be 1 to 1000, got {self.num_joints}")
         if not 0 < self.width <= 4:
             raise ValueError(f"width multiplier must be in (0, 4], got {self.width}")
+
+    def _check_types(self) -> None:
+        """Each field has its type (integral floats such as 128.0 become ints), else one ValueError naming the field.
+
+        Why: a hand-edited card with `"input_size": "abc"` reached the arithmetic below and failed with
+        Python's "not all arguments converted during string formatting", which names neither field nor value."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("int", int):
+                if isinstance(value, float) and value.is_integer():
+                    value = int(value)
+                if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                    raise ValueError(f"model spec field {f.name!r} must be a whole number, got {value!r}")
+                value = int(value)
+            elif f.type in ("float", float):
+                if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
+                    raise ValueError(f"model spec field {f.name!r} must be a finite number, got {value!r}")
+                value = float(value)
+            elif f.type in ("bool", bool):
+                if not isinstance(value, bool | np.bool_):
+                    raise ValueError(f"model spec field {f.name!r} must be true or false, got {value!r}")
+                value = bool(value)
+            elif f.type in ("str", str) and not isinstance(value, str):
+                raise ValueError(f"model spec field {f.name!r} must be a string, got {value!r}")
+            object.__setattr__(self, f.name, value)
 
     @property
     def heatmap_size(self) -> int:
@@ -146,6 +182,8 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelSpec:
+        if not isinstance(d, dict):
+            raise ValueError(f"model spec must be an object of fields, got {type(d).__name__}")
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(d) - known
         if unknown:

@@ -150,3 +150,97 @@ def test_resume_with_no_intact_checkpoint_is_one_clear_error(tmp_path):
     assert code == 1
     assert events[-1]["event"] == "error" and "ckpt-10" in events[-1]["message"]
     assert "no intact checkpoint" in events[-1]["message"] and "Traceback" not in stderr
+
+
+# ------------------------------------------------------------------------------------------- weights (item 11)
+
+def _tiny_model_folder(folder: Path, stages: int = 3) -> Path:
+    from cpm_core.model_card import ModelCard
+    from cpm_core.network import build_cpm
+    from cpm_core.spec import ModelSpec
+    from cpm_core.weights import save_model
+
+    spec = ModelSpec("tiny", 64, stages, 21, 4, "hand", width=0.125)
+    return save_model(build_cpm(spec), ModelCard.for_spec(spec), folder)
+
+
+def _edit_card(folder: Path, **spec_changes) -> None:
+    card = json.loads((folder / "card.json").read_text())
+    card["spec"].update(spec_changes)
+    (folder / "card.json").write_text(json.dumps(card))
+
+
+def _stage1_only_pkl(path: Path) -> Path:
+    import pickle
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for name, shape in (("conv5_3_CPM", (3, 3, 4, 8)), ("conv6_1_CPM", (1, 1, 8, 8)), ("conv6_2_CPM", (1, 1, 8, 22))):
+        arrays[name] = rng.normal(size=shape).astype(np.float32)
+        arrays[name + "_b"] = np.zeros(shape[-1], np.float32)
+    path.write_bytes(pickle.dumps(arrays, protocol=2))
+    return path
+
+
+def test_weights_edge_cases_are_one_clear_weights_error(tmp_path):
+    from cpm_core.weights import WeightsError, load_model
+
+    pkl = _stage1_only_pkl(tmp_path / "stage1.pkl")
+    with pytest.raises(WeightsError) as err:
+        load_model(pkl)
+    assert str(pkl) in str(err.value) and "only stage-1 layers" in str(err.value)
+
+    abc = _tiny_model_folder(tmp_path / "abc")
+    _edit_card(abc, input_size="abc")
+    with pytest.raises(WeightsError) as err:
+        load_model(abc)
+    assert str(err.value) == (f"{abc / 'card.json'}: model card: spec: model spec field 'input_size' must be a whole "
+                              "number, got 'abc'")
+
+    six = _tiny_model_folder(tmp_path / "six")
+    _edit_card(six, stages=6)
+    with pytest.raises(WeightsError) as err:
+        load_model(six)
+    message = str(err.value)
+    assert "\n" not in message and "6 stages" in message and "does not belong to these weights" in message
+    assert str(six / "weights.weights.h5") in message
+
+    # Through the command line: one line on stderr each, no traceback, exit status 2.
+    for bad in (pkl, abc, six):
+        res = subprocess.run([sys.executable, "-m", "training.cli", "convert-weights", str(bad),
+                              str(tmp_path / f"out_{bad.name}")], cwd=ROOT, capture_output=True, text=True,
+                             env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}, timeout=180)
+        assert res.returncode == 2, res.stderr
+        lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith("cpm convert-weights: ") and str(bad) in lines[0], lines
+
+
+def test_nan_weights_load_with_one_warning(tmp_path):
+    import warnings
+
+    import numpy as np
+
+    from cpm_core.model_card import ModelCard
+    from cpm_core.weights import NonFiniteWeightsWarning, load_model, save_model
+
+    folder = _tiny_model_folder(tmp_path / "m")
+    model, card = load_model(folder)
+    weights = model.get_weights()
+    weights[0][0, 0, 0, :3] = [np.nan, np.inf, np.nan]
+    weights[1][0] = np.nan  # the same layer's bias
+    model.set_weights(weights)
+    save_model(model, ModelCard.from_dict(card.to_dict()), folder)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded, _ = load_model(folder)
+    found = [w for w in caught if issubclass(w.category, NonFiniteWeightsWarning)]
+    assert len(found) == 1
+    text = str(found[0].message)
+    assert str(folder) in text and "4 weight value(s) are NaN or infinite (layers sub_stages__sub_conv1)" in text
+    assert np.isnan(loaded.get_weights()[0][0, 0, 0, 0])  # still loaded, so the file can be inspected
+    with warnings.catch_warnings(record=True) as caught:  # a clean model: no warning
+        warnings.simplefilter("always")
+        load_model(_tiny_model_folder(tmp_path / "clean"))
+    assert not [w for w in caught if issubclass(w.category, NonFiniteWeightsWarning)]

@@ -4,8 +4,9 @@
 care which format a user picked.
 """
 
-from cpm_core.weights.errors import WeightsError, WeightsMismatchError
+from cpm_core.weights.errors import NonFiniteWeightsWarning, WeightsError, WeightsMismatchError
 from cpm_core.weights.loading import default_model_path, load_model, sniff_format
 from cpm_core.weights.own_format import save_model
 
-__all__ = ["WeightsError", "WeightsMismatchError", "default_model_path", "load_model", "save_model", "sniff_format"]
+__all__ = ["NonFiniteWeightsWarning", "WeightsError", "WeightsMismatchError", "default_model_path", "load_model",
+           "save_model", "sniff_format"]

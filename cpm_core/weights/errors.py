@@ -7,3 +7,7 @@ class WeightsError(ValueError):
 
 class WeightsMismatchError(WeightsError):
     """A weights file whose arrays do not fit the model they are loaded into."""
+
+
+class NonFiniteWeightsWarning(UserWarning):
+    """Weights that hold NaN or infinite values: they load, but the model's output will be meaningless."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from cpm_core.model_card import ModelCard
 from cpm_core.network import build_cpm
@@ -13,7 +15,7 @@ from cpm_core.preprocess import Normalisation
 from cpm_core.skeleton import BODY_14, HAND_21, generic_skeleton
 from cpm_core.spec import ModelSpec
 from cpm_core.weights.assign import assign_layer_arrays
-from cpm_core.weights.errors import WeightsError
+from cpm_core.weights.errors import NonFiniteWeightsWarning, WeightsError
 from cpm_core.weights.own_format import CARD_FILE, load_own
 from cpm_core.weights.port_pkl import pkl_layer_arrays, read_pkl, spec_from_pkl
 from cpm_core.weights.tf_checkpoint import read_checkpoint, spec_from_checkpoint
@@ -78,15 +80,44 @@ def load_model(path: str | Path, *, input_size: int | None = None, stride: int |
     p = Path(path)
     fmt = sniff_format(p)
     if fmt == "own":
-        return load_own(p)
+        model, card = load_own(p)
+        warn_non_finite(model, p)
+        return model, card
     if fmt == "pkl":
         arrays, kind = pkl_layer_arrays(read_pkl(p), str(p))
-        guessed = spec_from_pkl(arrays, kind, input_size or 368)
+        guessed = spec_from_pkl(arrays, kind, input_size or 368, source=str(p))
     else:
         arrays = read_checkpoint(p)
-        guessed = spec_from_checkpoint(arrays, input_size or 256, stride or 8)
-    if spec is None:
-        spec = guessed.with_(stride=stride or guessed.stride)
-    model = build_cpm(spec)
+        try:
+            guessed = spec_from_checkpoint(arrays, input_size or 256, stride or 8)
+        except WeightsError as exc:
+            raise WeightsError(f"{p}: {exc}") from None
+    try:
+        if spec is None:
+            spec = guessed.with_(stride=stride or guessed.stride)
+        model = build_cpm(spec)
+    except ValueError as exc:  # e.g. --stride 4 with an input size that is no multiple of it
+        raise WeightsError(f"{p}: {exc}") from None
     assign_layer_arrays(model, spec, arrays, str(p))
+    warn_non_finite(model, p)
     return model, _port_card(spec, p, fmt)
+
+
+def warn_non_finite(model: keras.Model, source: str | Path) -> int:
+    """Warn (one `NonFiniteWeightsWarning` per load) if any weight is NaN or infinite; the count of such values.
+
+    Why: NaN weights (a diverged training run, a corrupted conversion) loaded silently and every heatmap came out
+    NaN, which the app shows as "no pose" without saying why. They are still loaded, so such a file can be
+    inspected, but the user is told once, with the layers concerned."""
+    bad = 0
+    layers: list[str] = []
+    for layer in model.layers:
+        count = sum(int(np.size(w) - np.count_nonzero(np.isfinite(w))) for w in layer.get_weights())
+        if count:
+            bad += count
+            layers.append(layer.name)
+    if bad:
+        shown = ", ".join(layers[:3]) + (f" and {len(layers) - 3} more" if len(layers) > 3 else "")
+        warnings.warn(f"{source}: {bad} weight value(s) are NaN or infinite (layers {shown}); this model's output "
+                      "will be meaningless", NonFiniteWeightsWarning, stacklevel=3)
+    return bad

@@ -107,6 +107,27 @@ def _seeded_weights(model: keras.Model, seed: int) -> None:
                                np.zeros(k[3], np.float32)])
 
 
+def _weighted_layer_count(weights: Path) -> int | None:
+    """How many layers hold variables in a Keras `.weights.h5` file (None if the file cannot be read that way)."""
+    try:
+        import h5py
+    except ImportError:
+        return None
+    try:
+        with h5py.File(weights, "r") as f:
+            layers = f.get("layers")
+            if layers is None:
+                return None
+            return sum(1 for name in layers if len(layers[name].get("vars", {})) > 0)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _describe(spec) -> str:
+    return (f"{spec.stages} stages, {spec.num_joints} joints, input {spec.input_size}px, stride {spec.stride}, "
+            f"width x{spec.width:g}, {spec.blocks} blocks")
+
+
 def load_own(path: str | Path) -> tuple[keras.Model, ModelCard]:
     path = Path(path)
     folder = path if path.is_dir() else path.parent
@@ -115,18 +136,35 @@ def load_own(path: str | Path) -> tuple[keras.Model, ModelCard]:
         raise WeightsError(f"{path}: no {CARD_FILE} in {folder}")
     try:
         card = ModelCard.read(card_path)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise WeightsError(f"{card_path}: {exc}") from exc
-    model = build_cpm(card.spec)
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        message = str(exc)
+        raise WeightsError(message if message.startswith(str(card_path)) else f"{card_path}: {message}") from None
+    try:
+        model = build_cpm(card.spec)
+    except (ValueError, TypeError, MemoryError) as exc:
+        raise WeightsError(f"{card_path}: cannot build the model this card describes ({exc})") from None
     weights = folder / WEIGHTS_FILE
     if weights.exists():
+        # Compare the layer counts first: a card that describes another model (6 stages over 3-stage weights)
+        # made Keras fail with a 48-line message listing every layer it could not fill.
+        have = _weighted_layer_count(weights)
+        want = sum(1 for layer in model.layers if layer.weights)
+        if have is not None and have != want:
+            raise WeightsError(f"{weights}: holds {have} layers of weights, but {CARD_FILE} describes a model with "
+                               f"{want} ({_describe(card.spec)}): the card does not belong to these weights (was it "
+                               "edited, or copied from another model?)")
         try:
             model.load_weights(str(weights))
-        except (ValueError, OSError, KeyError) as exc:
-            raise WeightsError(f"{weights}: weights do not fit the model described by {CARD_FILE} ({exc})") \
-                from exc
+        except (ValueError, OSError, KeyError, TypeError) as exc:
+            first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:300]
+            raise WeightsError(f"{weights}: weights do not fit the model described by {CARD_FILE} "
+                               f"({_describe(card.spec)}): {first}") from None
     elif not card.trained and "init_seed" in card.provenance:
-        _seeded_weights(model, int(card.provenance["init_seed"]))
+        try:
+            seed = int(card.provenance["init_seed"])
+        except (TypeError, ValueError):
+            raise WeightsError(f"{card_path}: provenance.init_seed must be a whole number") from None
+        _seeded_weights(model, seed)
     else:
         raise WeightsError(f"{folder}: {WEIGHTS_FILE} is missing")
     return model, card

@@ -81,15 +81,23 @@ def pkl_layer_arrays(raw: dict[str, np.ndarray], source: str) -> tuple[LayerArra
     return out, kind
 
 
-def spec_from_pkl(arrays: LayerArrays, kind: str, input_size: int = 368) -> ModelSpec:
+def spec_from_pkl(arrays: LayerArrays, kind: str, input_size: int = 368, source: str = "") -> ModelSpec:
+    """The model a `.pkl`'s arrays describe; `WeightsError` (naming `source`) when they describe no CPM."""
+    where = f"{source}: " if source else ""
     stages = max([int(s.split("/")[0].split("_")[1]) for s in arrays if s.startswith("stage_")], default=1)
     if "stage_1/stage_heatmap" not in arrays:
-        raise WeightsError("the file has no stage-1 heatmap layer")
+        raise WeightsError(f"{where}the file has no stage-1 heatmap layer")
+    if stages < 2:
+        raise WeightsError(f"{where}the file holds only stage-1 layers (no Mconv*_stage2 ...): a CPM needs at least "
+                           "2 stages, so this is not a complete CPM's weights")
     j = int(arrays["stage_1/stage_heatmap"][0].shape[-1])
     width = arrays["sub_stages/sub_conv1"][0].shape[-1] / 64.0 if "sub_stages/sub_conv1" in arrays else 1.0
     centre = False
     if "stage_2/mid_conv1" in arrays:
         feat = arrays["sub_stages/sub_stage_img_feature"][0].shape[-1]
         centre = arrays["stage_2/mid_conv1"][0].shape[2] == j + feat + 1
-    return ModelSpec(name=f"{kind}-{input_size}x{stages}", input_size=input_size, stages=stages,
-                     num_joints=j - 1, stride=8, trunk=kind, width=width, centre_map=centre)
+    try:
+        return ModelSpec(name=f"{kind}-{input_size}x{stages}", input_size=input_size, stages=stages,
+                         num_joints=j - 1, stride=8, trunk=kind, width=width, centre_map=centre)
+    except ValueError as exc:
+        raise WeightsError(f"{where}the arrays describe no valid CPM ({exc})") from None

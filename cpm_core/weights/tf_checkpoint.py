@@ -78,5 +78,10 @@ def spec_from_checkpoint(arrays: LayerArrays, input_size: int = 256, stride: int
     if "stage_2/mid_conv1" in arrays:
         feat = arrays["sub_stages/sub_stage_img_feature"][0].shape[-1]
         centre = arrays["stage_2/mid_conv1"][0].shape[2] == j + feat + 1
-    return ModelSpec(name=f"{trunk}-{input_size}x{stages}", input_size=input_size, stages=stages, num_joints=j - 1,
-                     stride=stride, trunk=trunk, width=width, centre_map=centre)
+    if stages < 2:
+        raise WeightsError("checkpoint holds only stage-1 layers (no stage_2/...): a CPM needs at least 2 stages")
+    try:
+        return ModelSpec(name=f"{trunk}-{input_size}x{stages}", input_size=input_size, stages=stages,
+                         num_joints=j - 1, stride=stride, trunk=trunk, width=width, centre_map=centre)
+    except ValueError as exc:
+        raise WeightsError(f"checkpoint arrays describe no valid CPM ({exc})") from None
