@@ -4,6 +4,9 @@ The canvas only reports what the mouse did (a click at an image position, a join
 which joint a click places and how an edit becomes an undo command is the workspace's business. Joints and
 the box are painted in device pixels, so handles stay the same size at any zoom, and hit-testing uses the
 same screen radius.
+
+A predicted joint shows how sure the model was: the less confident, the smaller and fainter its dot (so the
+joints to check first stand out), and hovering it shows the number.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPen
+from PySide6.QtWidgets import QToolTip
 
 from cpm_core.dataset.project import FrameState
 from cpm_core.skeleton import Skeleton, limb_colours
@@ -20,6 +24,17 @@ HIT_RADIUS_PX = 9.0
 JOINT_RADIUS_PX = 5.0
 BOX_COLOR = QColor(255, 215, 0)
 PREDICTED_COLOR = QColor(255, 0, 255)
+MIN_ALPHA = 70  # a predicted joint at confidence 0 is this opaque (of 255); at 1, fully
+
+
+def predicted_style(confidence: float | None) -> tuple[float, int]:
+    """(radius in screen pixels, alpha) of a predicted joint's dot: size and opacity grow with the model's
+    confidence, so a glance finds the joints to check; unknown confidence (a prediction from an earlier session)
+    draws as an ordinary joint."""
+    if confidence is None or not np.isfinite(confidence):
+        return JOINT_RADIUS_PX, 255
+    c = float(np.clip(confidence, 0.0, 1.0))
+    return JOINT_RADIUS_PX * (0.6 + 0.6 * c), int(round(MIN_ALPHA + (255 - MIN_ALPHA) * c))
 
 
 def joint_colors(skeleton: Skeleton) -> list[QColor]:
@@ -46,14 +61,17 @@ class AnnotationItem(pg.GraphicsObject):
         self.skeleton: Skeleton | None = None
         self.state: FrameState | None = None
         self.selected = -1
+        self.confidence: np.ndarray | None = None  # (J,) the model's confidence of each predicted joint
         self._colors: list[QColor] = []
         self._rect = QRectF()
 
-    def set_content(self, skeleton: Skeleton, state: FrameState, selected: int, image_rect: QRectF) -> None:
+    def set_content(self, skeleton: Skeleton, state: FrameState, selected: int, image_rect: QRectF,
+                    confidence: np.ndarray | None = None) -> None:
         if skeleton is not self.skeleton:
             self._colors = joint_colors(skeleton)
         self.prepareGeometryChange()
         self.skeleton, self.state, self.selected = skeleton, state, selected
+        self.confidence = confidence
         rect = QRectF(image_rect)
         pts = state.keypoints[state.placed] if state.placed.any() else np.zeros((0, 2))
         if len(pts):
@@ -69,6 +87,17 @@ class AnnotationItem(pg.GraphicsObject):
 
     def boundingRect(self) -> QRectF:  # noqa: N802 - Qt override
         return self._rect
+
+    def joint_confidence(self, j: int) -> float | None:
+        """The model's confidence of joint `j` if it is still a prediction (None once a person placed it)."""
+        st, conf = self.state, self.confidence
+        if st is None or conf is None or not st.predicted[j] or j >= len(conf):
+            return None
+        return float(conf[j])
+
+    def joint_style(self, j: int) -> tuple[float, int]:
+        """(radius, alpha) joint `j` is drawn with."""
+        return predicted_style(self.joint_confidence(j))
 
     def paint(self, painter: QPainter, *args) -> None:
         st, sk = self.state, self.skeleton
@@ -98,18 +127,22 @@ class AnnotationItem(pg.GraphicsObject):
                 painter.drawLine(pts[a], pts[b])
         r = JOINT_RADIUS_PX
         for j in np.flatnonzero(placed):
-            color = self._colors[j]
-            painter.setPen(QPen(QColor(0, 0, 0), 1.2))
+            jr, alpha = self.joint_style(j)
+            color = QColor(self._colors[j])
+            color.setAlpha(alpha)
+            painter.setPen(QPen(QColor(0, 0, 0, alpha), 1.2))
             if st.visibility[j] == 2:
                 painter.setBrush(QBrush(color))
             else:  # occluded: hollow, in the joint's colour
                 painter.setPen(QPen(color, 2.5))
                 painter.setBrush(Qt.BrushStyle.NoBrush)
-            painter.drawEllipse(pts[j], r, r)
+            painter.drawEllipse(pts[j], jr, jr)
             if st.predicted[j]:
-                painter.setPen(QPen(PREDICTED_COLOR, 1.5, Qt.PenStyle.DotLine))
+                ring = QColor(PREDICTED_COLOR)
+                ring.setAlpha(alpha)
+                painter.setPen(QPen(ring, 1.5, Qt.PenStyle.DotLine))
                 painter.setBrush(Qt.BrushStyle.NoBrush)
-                painter.drawEllipse(pts[j], r + 3, r + 3)
+                painter.drawEllipse(pts[j], jr + 3, jr + 3)
         if 0 <= self.selected < len(pts) and placed[self.selected]:
             p = pts[self.selected]
             painter.setPen(QPen(QColor(255, 255, 255), 2.0))
@@ -182,8 +215,12 @@ class AnnotationCanvasView(pg.GraphicsView):
         self.overlay.setZValue(10)
         self.view.addItem(self.overlay)
         self.state: FrameState | None = None
+        self.skeleton: Skeleton | None = None
+        self.hover = ""  # what hovering the joint under the mouse says (also its tooltip)
         self._shape: tuple[int, ...] | None = None
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setMouseTracking(True)
+        self.viewport().setMouseTracking(True)
 
     # -------------------------------------------------------------- drawing
     def set_image(self, rgb: np.ndarray) -> None:
@@ -197,10 +234,39 @@ class AnnotationCanvasView(pg.GraphicsView):
             h, w = self._shape
             self.view.setRange(QRectF(0, 0, w, h), padding=0.02)
 
-    def set_annotation(self, skeleton: Skeleton, state: FrameState, selected: int) -> None:
-        self.state = state
+    def set_annotation(self, skeleton: Skeleton, state: FrameState, selected: int,
+                       confidence: np.ndarray | None = None) -> None:
+        """Draw `state`; `confidence` (J,) is the model's for the joints still marked predicted."""
+        self.state, self.skeleton = state, skeleton
         h, w = self._shape or (0, 0)
-        self.overlay.set_content(skeleton, state, selected, QRectF(0, 0, w, h))
+        self.overlay.set_content(skeleton, state, selected, QRectF(0, 0, w, h), confidence)
+
+    # -------------------------------------------------------------- hover
+    def hover_text(self, x: float, y: float) -> str:
+        """What the joint at image point (x, y) is: its name, and for a prediction the model's confidence."""
+        hit = self.hit_test(x, y)
+        if hit is None or hit[0] != "joint" or self.skeleton is None or self.state is None:
+            return ""
+        j = hit[1]
+        name = f"{j} {self.skeleton.joints[j]}"
+        if self.state.predicted[j]:
+            conf = self.overlay.joint_confidence(j)
+            return f"{name}: predicted" + ("" if conf is None else f", confidence {conf:.2f}")
+        return f"{name}: {'occluded' if self.state.visibility[j] == 1 else 'visible'}"
+
+    def mouseMoveEvent(self, ev) -> None:  # noqa: N802 - Qt override
+        super().mouseMoveEvent(ev)
+        if ev.buttons() != Qt.MouseButton.NoButton:
+            return
+        p = self.view.mapSceneToView(self.mapToScene(ev.position().toPoint()))
+        text = self.hover_text(p.x(), p.y())
+        if text != self.hover:
+            self.hover = text
+            self.viewport().setToolTip(text)
+            if text:
+                QToolTip.showText(ev.globalPosition().toPoint(), text, self.viewport())
+            else:
+                QToolTip.hideText()
 
     # -------------------------------------------------------------- geometry
     def _pixel_size(self) -> float:

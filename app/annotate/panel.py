@@ -2,13 +2,18 @@
 
 The workspace fills these from the project after each change; the lists only report what the user picked.
 Marks: a joint is "✓" placed by a person, "?" predicted and not yet confirmed, "◌" occluded, "·" not placed;
-a frame is "✓" labelled, "?" holding unconfirmed predictions, "·" untouched.
+a frame is "✓" labelled, "?" holding unconfirmed predictions, "·" untouched. A prediction's row also shows the
+model's confidence (per joint; a frame's mean), so the least sure ones can be checked first.
+
+The panel has its own message line: the window's status bar shares its width with the viewer's speed readout,
+which cut the tab's messages off.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
@@ -47,7 +52,9 @@ def frame_mark(state: FrameState) -> str:
 class JointListWidget(QListWidget):
     """One row per skeleton joint, in labelling order, showing whether it is placed, occluded or predicted."""
 
-    def show_state(self, names: tuple[str, ...], state: FrameState, selected: int) -> None:
+    def show_state(self, names: tuple[str, ...], state: FrameState, selected: int,
+                   confidence: np.ndarray | None = None) -> None:
+        """`confidence`: the model's (J,) confidences of this frame's predictions, if known."""
         self.blockSignals(True)
         if self.count() != len(names):
             self.clear()
@@ -57,6 +64,8 @@ class JointListWidget(QListWidget):
             item = self.item(j)
             mark = joint_mark(state, j)
             extra = {"?": "  predicted", "◌": "  occluded"}.get(mark, "")
+            if mark == "?" and confidence is not None and j < len(confidence):
+                extra += f" {float(confidence[j]):.2f}"
             item.setText(f"{mark} {j:2d} {name}{extra}")
             item.setForeground(PREDICTED_FG if mark == "?" else self.palette().text().color())
         self.setCurrentRow(selected)
@@ -74,11 +83,13 @@ class FrameListWidget(QListWidget):
             self.update_frame(project, i)
         self.blockSignals(False)
 
-    def update_frame(self, project: AnnotationProject, index: int) -> None:
+    def update_frame(self, project: AnnotationProject, index: int, confidence: float | None = None) -> None:
+        """`confidence`: the mean model confidence of the frame's unconfirmed predictions, if known."""
         item = self.item(index)
         if item is not None:
             st = project.state(index)
-            item.setText(f"{frame_mark(st)} {index + 1:4d}  {Path(project.frames[index].image).name}")
+            conf = "" if confidence is None else f"  ({confidence:.2f})"
+            item.setText(f"{frame_mark(st)} {index + 1:4d}  {Path(project.frames[index].image).name}{conf}")
             item.setForeground(PREDICTED_FG if frame_mark(st) == "?" else self.palette().text().color())
 
     def select(self, index: int) -> None:
@@ -98,28 +109,31 @@ class AnnotationPanel(QWidget):
         self.title.setWordWrap(True)
         self.counts = QLabel()
         self.counts.setWordWrap(True)
+        self.message = QLabel()  # the tab's last message, whole (the status bar cut it under the speed readout)
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         lay.addWidget(self.title)
         lay.addWidget(self.counts)
+        lay.addWidget(self.message)
         buttons = QGridLayout()
         self.predict_button = QPushButton("Predict frame (P)")
         self.predict_all_button = QPushButton("Predict all… (Shift+P)")
         self.confirm_button = QPushButton("Confirm (Enter)")
         self.next_button = QPushButton("Next unlabelled (N)")
+        self.least_button = QPushButton("Least confident (Shift+N)")
+        self.least_button.setToolTip("Go to the unconfirmed prediction the model was least sure of (then the next "
+                                     "least sure, on each press)")
         self.undo_button = QPushButton("Undo")
         self.redo_button = QPushButton("Redo")
         self.export_button = QPushButton("Export dataset…")
-        for k, b in enumerate((self.predict_button, self.predict_all_button, self.confirm_button, self.next_button,
-                               self.undo_button, self.redo_button)):
-            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-            buttons.addWidget(b, k // 2, k % 2)
-        self.export_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        buttons.addWidget(self.export_button, 3, 0, 1, 2)
         # the labelling loop: frames the model is unsure of, labels that look wrong (issue #23)
         self.suggest_button = QPushButton("Suggest frames…")
         self.check_button = QPushButton("Check labels")
-        for k, b in enumerate((self.suggest_button, self.check_button)):
+        for k, b in enumerate((self.predict_button, self.predict_all_button, self.confirm_button, self.next_button,
+                               self.least_button, self.export_button, self.undo_button, self.redo_button,
+                               self.suggest_button, self.check_button)):
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-            buttons.addWidget(b, 4, k)
+            buttons.addWidget(b, k // 2, k % 2)
         lay.addLayout(buttons)
         joints_box = QGroupBox("Joints (click places the selected / next unplaced one)")
         jl = QVBoxLayout(joints_box)
@@ -139,7 +153,8 @@ class AnnotationPanel(QWidget):
         lay.addWidget(self.loop_tabs, 2)
         self.help = QLabel("Click: place · drag joint: move · drag image: pan · wheel: zoom · V / right-click: "
                            "visible→occluded→absent · Del: remove · PgUp/PgDn: frame · N: next unlabelled · "
-                           "Enter: confirm · B: box follows joints · F: fit · Ctrl+Z / Ctrl+Shift+Z: undo / redo")
+                           "Shift+N: least confident · Enter: confirm · B: box follows joints · F: fit · "
+                           "Ctrl+Z / Ctrl+Shift+Z: undo / redo · F1: all shortcuts")
         self.help.setWordWrap(True)
         self.help.setStyleSheet("color: gray;")
         lay.addWidget(self.help)

@@ -3,6 +3,14 @@
 Every change to a frame goes through a FrameEditCommand on one QUndoStack, and every change the stack applies
 (push, undo, redo) is autosaved at once, atomically; only the moves of a drag in progress wait for the mouse
 release. After a crash the project file therefore holds every finished edit.
+
+The tab's keys are window-level actions that live only while the tab is shown (Qt's WindowShortcut context on a
+widget of the tab): they work whatever has focus in the window, e.g. after a dialog closed or a button was
+clicked, and do nothing on the other tabs. (They were WidgetWithChildrenShortcut, dead whenever focus sat
+outside the tab's widgets: after Shift+P's progress dialog, a project created from a folder, ...)
+
+The model's confidence of each prediction is kept in memory beside the project (`confidence`; the project file
+has no field for it), drawn as the joints' size and opacity, and used by "Least confident" (Shift+N).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from app.annotate.check_panel import LabelChecker
 from app.annotate.commands import FrameEditCommand
 from app.annotate.panel import AnnotationPanel
 from app.annotate.suggest_panel import FrameSuggester
+from app.shortcuts import shortcut_rows
 from cpm_core.dataset.formats import FORMATS, read_dataset, write_dataset
 from cpm_core.dataset.frames import METHODS
 from cpm_core.dataset.model import ABSENT
@@ -48,14 +57,17 @@ class AnnotationWorkspace(QWidget):
     errorOccurred = Signal(str)
     projectChanged = Signal(str)  # the project file's path
 
-    def __init__(self, estimator_provider: Callable[[], object] | None = None, parent=None):
+    def __init__(self, estimator_provider: Callable[[], object] | None = None, parent=None,
+                 model_lock: threading.Lock | None = None):
+        """`model_lock`: the lock of whoever owns the provided estimator (the live pipeline's in the app), held
+        for every prediction here, so the viewer and the labelling assistant never run one estimator at once."""
         super().__init__(parent)
         self.estimator_provider = estimator_provider or (lambda: None)
         self.project: AnnotationProject | None = None
         self.index = 0
         self.selected = 0
         self.undo_stack = QUndoStack(self)
-        self.model_lock = threading.Lock()
+        self.model_lock = model_lock if model_lock is not None else threading.Lock()
         self.worker: PredictionWorker | None = None
         self.progress: QProgressDialog | None = None
         self._setting_progress = False
@@ -67,6 +79,9 @@ class AnnotationWorkspace(QWidget):
         self._drag_serial = 0
         self._drag_box: np.ndarray | None = None
         self._image_cache: tuple[Path, np.ndarray] | None = None
+        # frame index -> (J,) the model's confidence of the joints it predicted there (this session's predictions)
+        self.confidence: dict[int, np.ndarray] = {}
+        self.key_actions: list[QAction] = []
 
         self.canvas = AnnotationCanvasView()
         self.panel = AnnotationPanel()
@@ -90,6 +105,7 @@ class AnnotationWorkspace(QWidget):
         self.panel.predict_all_button.clicked.connect(lambda: self.predict_unlabelled())
         self.panel.confirm_button.clicked.connect(self.confirm)
         self.panel.next_button.clicked.connect(self.next_unlabelled)
+        self.panel.least_button.clicked.connect(self.next_least_confident)
         self.panel.undo_button.clicked.connect(self.undo_stack.undo)
         self.panel.redo_button.clicked.connect(self.undo_stack.redo)
         self.panel.export_button.clicked.connect(self.export_dialog)
@@ -105,13 +121,21 @@ class AnnotationWorkspace(QWidget):
 
     # ------------------------------------------------------------------ keys
     def _key_action(self, text: str, slot, *keys: str | QKeySequence.StandardKey) -> QAction:
-        """An action whose shortcut works while focus is anywhere in this tab (not in the viewer's views)."""
+        """An action whose shortcut works whatever has focus in the window while this tab is shown (a
+        WindowShortcut on a widget of the tab: Qt only matches it while the tab is visible)."""
         act = QAction(text, self)
         act.setShortcuts([QKeySequence(k) for k in keys])
-        act.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        act.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
         act.triggered.connect(lambda _=False: slot())
         self.addAction(act)
+        self.key_actions.append(act)
         return act
+
+    def shortcut_list(self) -> list[tuple[str, str]]:
+        """(keys, what they do) of every key of this tab, read from its actions (for the F1 help)."""
+        rows = shortcut_rows(self.key_actions)
+        undo = shortcut_rows([self.undo_action, self.redo_action])
+        return rows + [(keys, name) for (keys, _), name in zip(undo, ("Undo", "Redo"))]
 
     def _build_actions(self) -> None:
         self.undo_action = self.undo_stack.createUndoAction(self, "Undo")
@@ -119,13 +143,14 @@ class AnnotationWorkspace(QWidget):
         self.redo_action = self.undo_stack.createRedoAction(self, "Redo")
         self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
         for act in (self.undo_action, self.redo_action):
-            act.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            act.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
             self.addAction(act)
         self._key_action("Cycle visibility", self.cycle_selected, "V")
         self._key_action("Remove joint", self.remove_selected, "Delete", "Backspace")
         self._key_action("Next frame", lambda: self.step(1), "PgDown")
         self._key_action("Previous frame", lambda: self.step(-1), "PgUp")
         self._key_action("Next unlabelled frame", self.next_unlabelled, "N")
+        self._key_action("Least confident prediction", self.next_least_confident, "Shift+N")
         self._key_action("Confirm frame", self.confirm, "Return", "Enter")
         self._key_action("Box follows joints", self.reset_box, "B")
         self._key_action("Fit frame", self.canvas.fit, "F")
@@ -135,10 +160,14 @@ class AnnotationWorkspace(QWidget):
     # ------------------------------------------------------------------ messages
     def _status(self, message: str) -> None:
         self.last_message = message
+        self.panel.message.setStyleSheet("")
+        self.panel.message.setText(message)
         self.statusMessage.emit(message)
 
     def _error(self, message: str) -> None:
         self.last_error = message
+        self.panel.message.setStyleSheet("color: #e05050;")
+        self.panel.message.setText(message)
         self.errorOccurred.emit(message)
 
     # ------------------------------------------------------------------ projects
@@ -151,6 +180,7 @@ class AnnotationWorkspace(QWidget):
         self.index = 0
         self.selected = 0
         self._image_cache = None
+        self.confidence = {}
         if save:
             self._save()
         self.panel.frames.fill(project)
@@ -336,6 +366,32 @@ class AnnotationWorkspace(QWidget):
         else:
             self.go_to(nxt)
 
+    def frame_confidence(self, index: int) -> float | None:
+        """The mean model confidence of frame `index`'s joints that are still unconfirmed predictions (None: no
+        such joint, or predicted in an earlier session)."""
+        conf = self.confidence.get(index)
+        if conf is None or self.project is None:
+            return None
+        st = self.project.state(index)
+        if st.labelled or not st.predicted.any():
+            return None
+        return float(np.mean(conf[st.predicted]))
+
+    def next_least_confident(self) -> None:
+        """Go to the unconfirmed prediction the model was least sure of; pressed again on that frame, to the next
+        least sure one (frames in rising order of confidence, wrapping)."""
+        if self.project is None:
+            return
+        scored = sorted((c, i) for i in self.confidence if (c := self.frame_confidence(i)) is not None)
+        if not scored:
+            self._status("No unconfirmed prediction with a confidence: predict frames first (P, Shift+P)")
+            return
+        order = [i for _, i in scored]
+        nxt = order[(order.index(self.index) + 1) % len(order)] if self.index in order else order[0]
+        self.go_to(nxt)
+        self._status(f"Frame {nxt + 1}: mean confidence {self.frame_confidence(nxt):.2f} "
+                     f"({order.index(nxt) + 1} of {len(order)} unconfirmed, least confident first)")
+
     def _show_image(self) -> None:
         path = self.project.image_path(self.index)
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -351,9 +407,10 @@ class AnnotationWorkspace(QWidget):
         if self.project is None:
             return
         st = self.project.state(self.index)
-        self.canvas.set_annotation(self.project.skeleton, st, self.selected)
-        self.panel.joints.show_state(self.project.skeleton.joints, st, self.selected)
-        self.panel.frames.update_frame(self.project, self.index)
+        conf = self.confidence.get(self.index)
+        self.canvas.set_annotation(self.project.skeleton, st, self.selected, conf)
+        self.panel.joints.show_state(self.project.skeleton.joints, st, self.selected, conf)
+        self.panel.frames.update_frame(self.project, self.index, self.frame_confidence(self.index))
         self._refresh_counts()
 
     def _refresh_counts(self) -> None:
@@ -370,8 +427,8 @@ class AnnotationWorkspace(QWidget):
     def _refresh_all(self) -> None:
         has = self.project is not None
         for b in (self.panel.predict_button, self.panel.predict_all_button, self.panel.confirm_button,
-                  self.panel.next_button, self.panel.export_button, self.panel.suggest_button,
-                  self.panel.check_button):
+                  self.panel.next_button, self.panel.least_button, self.panel.export_button,
+                  self.panel.suggest_button, self.panel.check_button):
             b.setEnabled(has)
         self.panel.undo_button.setEnabled(self.undo_stack.canUndo())
         self.panel.redo_button.setEnabled(self.undo_stack.canRedo())
@@ -383,7 +440,7 @@ class AnnotationWorkspace(QWidget):
         if index == self.index:
             self._refresh_frame()
         else:  # a background prediction for another frame
-            self.panel.frames.update_frame(self.project, index)
+            self.panel.frames.update_frame(self.project, index, self.frame_confidence(index))
             self._refresh_counts()
         if not self._dragging:
             self._save()
@@ -555,6 +612,9 @@ class AnnotationWorkspace(QWidget):
         except ValueError as exc:
             self._error(str(exc))
             return
+        kp = np.asarray(keypoints, dtype=np.float64)
+        if kp.ndim == 2 and kp.shape[1] > 2:  # (J, 3): x, y, the model's confidence
+            self.confidence[index] = np.clip(np.nan_to_num(kp[:, 2]), 0.0, 1.0)
         self._push(after, "predict joints", index=index)
 
     def _on_prediction_finished(self) -> None:
@@ -563,9 +623,12 @@ class AnnotationWorkspace(QWidget):
             return
         worker = self.worker
         if self.progress is not None:
+            ours = QApplication.activeWindow() in (None, self.progress)  # the user was in this app
             self.progress.reset()
             self.progress.deleteLater()
             self.progress = None
+            if ours and self.isVisible():  # the tab's keys need its window active again (no window manager
+                self.window().activateWindow()  # does it offscreen or on some desktops)
         if worker is not None:
             word = "cancelled after" if worker.cancelled else "done:"
             self._status(f"Prediction {word} {worker.done} of {len(worker.jobs)} frames; predicted joints are "
