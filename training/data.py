@@ -15,6 +15,7 @@ off by default; when all are off the pipeline builds exactly the graph it always
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,23 +137,46 @@ def load_backgrounds(paths: list[str], size: int) -> np.ndarray:
     return np.stack(out)
 
 
-def load_datasets(paths: list[str]) -> Dataset:
-    """Read and concatenate datasets (they must share a joint count); image paths become absolute."""
+class NoSubjectsError(ValueError):
+    """No subject survived reading and the cache's checks; the message says which check removed them."""
+
+
+def dropped_records_summary(path: str, ds: Dataset) -> str:
+    """One line: how many records the reader of `path` dropped and why, grouped by reason, first record named."""
+    reasons: dict[str, list] = {}
+    for issue in ds.issues:
+        # The reason without the record's specifics (values in parentheses), so equal reasons group together.
+        key = issue.message.split(" (")[0]
+        reasons.setdefault(key, []).append(issue)
+    parts = [f"{len(v)} x {k} (first: {v[0]})" for k, v in sorted(reasons.items(), key=lambda kv: -len(kv[1]))]
+    return f"{path}: dropped {len(ds.issues)} malformed record(s): " + "; ".join(parts)
+
+
+def load_datasets(paths: list[str], log: Callable[[str], None] | None = None) -> Dataset:
+    """Read and concatenate datasets (they must share a joint count); image paths become absolute.
+
+    The records each reader refused (see `cpm_core.dataset.issues`) are kept on the result's `issues` and, with
+    `log`, reported as one line per dataset: how many and why. Why: they used to vanish silently, and a run on
+    a dataset whose every record was refused failed later with a message that gave no reason."""
     if not paths:
         raise ValueError("no dataset given")
     merged: Dataset | None = None
     for p in paths:
         ds = read_dataset(p)
+        if ds.issues and log:
+            log(dropped_records_summary(p, ds))
         for s in ds.samples:
             if s.data is None:
                 s.image = str(ds.image_path(s).resolve())
         if merged is None:
             merged = ds
+            merged.issues = list(ds.issues)
         elif ds.skeleton.num_joints != merged.skeleton.num_joints:
             raise ValueError(f"{p}: {ds.skeleton.num_joints} joints, but {paths[0]} has "
                              f"{merged.skeleton.num_joints}")
         else:
             merged.samples.extend(ds.samples)
+            merged.issues.extend(ds.issues)
     return merged
 
 
@@ -167,20 +191,53 @@ def _decode_sample(ds: Dataset, sample) -> np.ndarray:
     return read_image(ds.image_path(sample))
 
 
-def iter_subjects(ds: Dataset, min_joints: int = 3, log=None):
+def iter_subjects(ds: Dataset, min_joints: int = 3, log=None, counts: dict | None = None):
     """(sample, decoded frame, instances with >= `min_joints` labelled joints) for every image that has any;
-    unreadable images are reported through `log` and skipped, so one bad file never stops a run."""
+    unreadable images are reported through `log` and skipped, so one bad file never stops a run. `counts`, if
+    given, is filled with what each check removed (see `no_subjects_message`)."""
+    c = counts if counts is not None else {}
+    for key in ("images", "instances", "no_instances", "few_joints", "unreadable_images", "unreadable_instances"):
+        c.setdefault(key, 0)
     for sample in ds.samples:
+        c["images"] += 1
+        c["instances"] += len(sample.instances)
+        if not sample.instances:
+            c["no_instances"] += 1
+            continue
         usable = [inst for inst in sample.instances if inst.num_labelled >= min_joints]
+        c["few_joints"] += len(sample.instances) - len(usable)
         if not usable:
             continue
         try:
             frame = _decode_sample(ds, sample)
         except (SourceError, OSError) as exc:
+            c["unreadable_images"] += 1
+            c["unreadable_instances"] += len(usable)
+            c.setdefault("first_unreadable", f"{sample.image}: {exc}")
             if log:
                 log(f"skipping {sample.image}: {exc}")
             continue
         yield sample, frame, usable
+
+
+def no_subjects_message(ds: Dataset, min_joints: int, counts: dict) -> str:
+    """Why no subject is left: what the reader dropped and what each of the cache's checks removed.
+
+    Why: "no usable subjects" alone sent users looking for the wrong problem (a dataset whose every record the
+    reader refused for NaN coordinates looks, from there, like one without labels)."""
+    parts = []
+    if ds.issues:
+        parts.append(f"the reader dropped {len(ds.issues)} malformed record(s) (first: {ds.issues[0]})")
+    parts.append(f"{counts.get('images', 0)} image(s) with {counts.get('instances', 0)} instance(s) remained")
+    if counts.get("no_instances"):
+        parts.append(f"{counts['no_instances']} image(s) have no instance")
+    if counts.get("few_joints"):
+        parts.append(f"{counts['few_joints']} instance(s) have fewer than {min_joints} labelled joints "
+                     "(data.min_joints)")
+    if counts.get("unreadable_images"):
+        parts.append(f"{counts['unreadable_instances']} instance(s) are on {counts['unreadable_images']} image(s) "
+                     f"that could not be read (first: {counts['first_unreadable']})")
+    return "no usable subjects in the dataset: " + "; ".join(parts)
 
 
 def part_groups(skeleton: Skeleton, groups: list) -> list[np.ndarray]:
@@ -243,7 +300,8 @@ def build_cache(ds: Dataset, input_size: int, margin: float, cache_scale: float,
     res = int(round(input_size * cache_scale))
     images, kps, vis, transforms, sizes, sources = [], [], [], [], [], []
     subject = 0
-    for sample, frame, usable in iter_subjects(ds, min_joints, log):
+    counts: dict = {}
+    for sample, frame, usable in iter_subjects(ds, min_joints, log, counts):
         for inst in usable:
             x, y, w, h = inst.bbox
             boxes = [(x, y, w, h)]
@@ -271,7 +329,7 @@ def build_cache(ds: Dataset, input_size: int, margin: float, cache_scale: float,
                 sizes.append(max(bw, bh, 1.0))
                 sources.append(str(sample.image))
     if not images:
-        raise ValueError(f"no usable subjects (with >= {min_joints} labelled joints) in the dataset")
+        raise NoSubjectsError(no_subjects_message(ds, min_joints, counts))
     kps_arr, vis_arr = np.stack(kps).astype(np.float32), np.stack(vis).astype(np.int32)
     masks = subject_masks(kps_arr, vis_arr, res, mask, mask_dilate, mask_feather)
     return SubjectCache(np.stack(images), kps_arr, vis_arr, transforms, np.asarray(sizes, np.float32), sources,

@@ -391,7 +391,7 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
              loss_fn: Callable | None = None, extra_card: dict | None = None,
              steps_per_epoch: int = 0, num_train: int = 0,
              final_metrics: Callable[[keras.Model, ModelCard], dict] | None = None,
-             strategy: tf.distribute.Strategy | None = None) -> Path | None:
+             strategy: tf.distribute.Strategy | None = None, data_notes: list[str] | None = None) -> Path | None:
     """Train `spec` on `train_ds` batches of (images, targets, mask). `loss_fn(model, batch, global_batch)`
     returns per-stage losses (T,); default: the port's stage L2 against the batch's targets.
     `final_metrics(exported model, its card)` may replace the card's metrics with a fuller evaluation (an
@@ -400,7 +400,8 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
     Under "multiworker" every worker runs this loop in step with the others; only the chief writes the output
     folder (checkpoints, metrics.csv, model). The other workers read the chief's checkpoints to resume, save
     their own copies to a temporary folder (TensorFlow's saving may need every worker) that is deleted again,
-    and return None."""
+    and return None. `data_notes` (e.g. how many records the dataset readers dropped, and why) go into the
+    `start` event."""
     out = cfg.output_dir
     ckpt_dir = out / "checkpoints"
     strategy = strategy or make_strategy(cfg.train.strategy)
@@ -479,7 +480,7 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
         except tf.errors.OpError as exc:
             raise _cluster_error(exc, worker_index) from None
     events.emit("start", kind=kind, output=str(out), steps=total, start_step=start_step, resumed_from=resumed_from,
-                skipped_checkpoints=skipped, removed_temp=removed_temp,
+                skipped_checkpoints=skipped, removed_temp=removed_temp, data_notes=list(data_notes or []),
                 batch=global_batch, precision=precision, strategy=cfg.train.strategy,
                 replicas=strategy.num_replicas_in_sync, worker=worker_index, workers=num_workers, chief=chief,
                 spec=spec.to_dict(), train_subjects=num_train,

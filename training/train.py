@@ -57,7 +57,7 @@ def build_data(cfg: RunConfig, spec_joints: int | None = None, log=None):
     from training.data import build_cache, load_datasets
     from training.loop import Validation
 
-    train_ds = load_datasets([cfg.resolve(p) for p in cfg.data.train])
+    train_ds = load_datasets([cfg.resolve(p) for p in cfg.data.train], log)
     spec = cfg.model_spec(train_ds.skeleton.num_joints if spec_joints is None else spec_joints)
     if spec.num_joints != train_ds.skeleton.num_joints:
         raise ValueError(f"the model predicts {spec.num_joints} joints but the dataset has "
@@ -67,7 +67,7 @@ def build_data(cfg: RunConfig, spec_joints: int | None = None, log=None):
                         d.chirality, d.part_crops)
     val_cache = None
     if d.val:
-        val_cache = build_cache(load_datasets([cfg.resolve(p) for p in d.val]), spec.input_size, d.margin,
+        val_cache = build_cache(load_datasets([cfg.resolve(p) for p in d.val], log), spec.input_size, d.margin,
                                 d.cache_scale, d.min_joints, log, d.orientation, d.chirality)
     elif d.val_split > 0:
         rng = np.random.default_rng(cfg.train.seed)
@@ -125,9 +125,10 @@ def clear_errors() -> tuple[type[BaseException], ...]:
     `cpm train` prints them as one line, without a traceback."""
     from cpm_core.dataset.issues import DatasetFormatError
     from cpm_core.weights import WeightsError
+    from training.data import NoSubjectsError
     from training.loop import TrainingError
 
-    return (TrainingError, WeightsError, DatasetFormatError)
+    return (TrainingError, WeightsError, DatasetFormatError, NoSubjectsError)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -152,13 +153,20 @@ def run(args: argparse.Namespace) -> int:
         strategy = make_strategy(cfg.train.strategy)
         stop = StopFlag()
         stop.install()
-        spec, skeleton, cache, val = build_data(cfg, log=lambda m: print(m, file=sys.stderr))
+        notes: list[str] = []
+
+        def log(message: str) -> None:
+            print(message, file=sys.stderr, flush=True)
+            if ": dropped " in message:  # the readers' refused records, also told to whoever reads the events
+                notes.append(message)
+
+        spec, skeleton, cache, val = build_data(cfg, log=log)
         pipeline = make_pipeline(cache, spec.input_size, spec.stride, cfg.train.batch, cfg.augment,
                                  cfg.data.cache_scale, cfg.train.sigma, seed=cfg.train.seed)
         run_loop(cfg, spec, skeleton, pipeline, val, events, stop, args.resume, "train",
                  steps_per_epoch=max(1, len(cache) // cfg.train.batch), num_train=len(cache),
                  final_metrics=searched_metrics(cfg, log=lambda m: print(m, file=sys.stderr)),
-                 strategy=strategy)
+                 strategy=strategy, data_notes=notes)
         return 0
     except clear_errors() as exc:  # errors that say what to do: one line, no traceback
         message = str(exc)

@@ -20,7 +20,7 @@ import numpy as np
 from cpm_core.atomic_io import atomic_write_bytes, atomic_write_text
 from cpm_core.dataset.issues import FormatIssue, IssueLog, fatal
 from cpm_core.dataset.jsonutil import json_default
-from cpm_core.dataset.model import Dataset, Instance, Sample
+from cpm_core.dataset.model import Dataset, Instance, Sample, non_finite_joints
 from cpm_core.skeleton import BODY_14, COCO_17, HAND_21, Skeleton
 
 _BUILTIN_BY_JOINTS = {s.joints: s for s in (HAND_21, COCO_17, BODY_14)}
@@ -139,13 +139,20 @@ def _read_annotation(ann: dict, rec: str, num_joints: int, path: Path, log: Issu
         log.report(path, "keypoints contain a value that is not a number", record=rec)
         return None
     arr = np.asarray(kp, dtype=np.float64).reshape(num_joints, 3)
+    # Python's json reads NaN and Infinity; kept, they were written back as `nan inf` that no reader accepts, and
+    # training failed much later ("loss became nan"): the record is refused here, where its file and id are known.
+    bad = non_finite_joints(arr)
+    if bad:
+        log.report(path, f"keypoints hold NaN or infinite values ({bad})", record=rec)
+        return None
     vis = arr[:, 2]
     if not np.isin(vis, (0, 1, 2)).all():
         log.report(path, f"visibility values must be 0, 1 or 2, got {sorted(set(vis.tolist()))}", record=rec)
         return None
     bbox = ann.get("bbox")
-    if bbox is not None and not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
-        log.report(path, f"bbox must be 4 numbers [x, y, w, h], got {bbox!r}", record=rec)
+    if bbox is not None and not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)
+                                 and all(math.isfinite(v) for v in bbox)):
+        log.report(path, f"bbox must be 4 finite numbers [x, y, w, h], got {bbox!r:.120}", record=rec)
         return None
     predicted = ann.get("cpm_predicted")
     if predicted is not None and not (isinstance(predicted, list) and len(predicted) == num_joints

@@ -58,6 +58,22 @@ def bbox_from_keypoints(
     return (float(x0), float(y0), float(x1 - x0), float(y1 - y0))
 
 
+def non_finite_joints(values: np.ndarray, limit: int = 3) -> str:
+    """'' if every value of the (J, k) joint rows is finite, else which ones are not ('joint 3 x = nan, ...').
+
+    Readers refuse records with such values at read time, naming the record: NaN and infinity are no
+    coordinates, and kept they fail far from their cause (an exported file our own reader rejects, a training
+    loss that becomes NaN)."""
+    arr = np.asarray(values, dtype=np.float64)
+    arr = arr.reshape(len(arr), -1) if arr.ndim != 2 else arr
+    rows, cols = np.nonzero(~np.isfinite(arr))
+    if not len(rows):
+        return ""
+    axis = "xyv"
+    shown = [f"joint {r} {axis[c] if c < 3 else c} = {arr[r, c]}" for r, c in zip(rows[:limit], cols[:limit])]
+    return ", ".join(shown) + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
+
+
 @dataclass(eq=False)
 class Instance:
     """One labelled object (a hand, a person) in an image.
@@ -219,7 +235,8 @@ class Dataset:
         return self.source_image_path(sample).read_bytes()
 
     def validate(self) -> list[str]:
-        """Problems that would make a writer or trainer fail: joint counts that disagree with the skeleton."""
+        """Problems that would make a writer or trainer fail: joint counts that disagree with the skeleton, and
+        NaN or infinite positions or boxes (a writer would put `nan` in a file no reader accepts)."""
         problems = []
         n = self.skeleton.num_joints
         for i, s in enumerate(self.samples):
@@ -227,6 +244,10 @@ class Dataset:
                 if inst.num_joints != n:
                     problems.append(f"{s.image} instance {k} (sample {i}): {inst.num_joints} joints, skeleton "
                                     f"{self.skeleton.name!r} has {n}")
+                bad = non_finite_joints(inst.keypoints)
+                if bad or not np.isfinite(np.asarray(inst.bbox, np.float64)).all():
+                    problems.append(f"{s.image} instance {k} (sample {i}): NaN or infinite "
+                                    f"{'keypoints (' + bad + ')' if bad else 'bbox'}")
         return problems
 
     def copy(self) -> Dataset:

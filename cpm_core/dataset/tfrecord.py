@@ -31,7 +31,7 @@ from cpm_core.dataset.heatmaps import decode_heatmaps, render_heatmaps
 from cpm_core.dataset.imageinfo import decode_image, encode_image, image_format
 from cpm_core.dataset.issues import IssueLog, fatal
 from cpm_core.dataset.jsonutil import json_default
-from cpm_core.dataset.model import Dataset, Instance, Sample, bbox_from_keypoints
+from cpm_core.dataset.model import Dataset, Instance, Sample, bbox_from_keypoints, non_finite_joints
 from cpm_core.preprocess import PAD_VALUE, CropBox, CropTransform
 from cpm_core.skeleton import HAND_21, Skeleton
 
@@ -225,6 +225,9 @@ def _example_to_parts(feats: dict, skeleton: Skeleton) -> tuple[tuple, Sample, I
     joints = _get_f64(feats, "joints", 2 * n)
     if joints is None:
         raise ValueError(f"joints must hold {2 * n} values ({n} joints of skeleton {skeleton.name!r})")
+    bad = non_finite_joints(joints.reshape(n, 2))
+    if bad:
+        raise ValueError(f"joints hold NaN or infinite values ({bad})")
     vis = _get_ints(feats, "visibility")
     if vis is None or len(vis) != n or not all(v in (0, 1, 2) for v in vis):
         raise ValueError(f"visibility must hold {n} values, each 0, 1 or 2")
@@ -232,8 +235,8 @@ def _example_to_parts(feats: dict, skeleton: Skeleton) -> tuple[tuple, Sample, I
     if len(pred) != n or not all(v in (0, 1) for v in pred):
         raise ValueError(f"predicted must hold {n} flags 0/1")
     bbox = _get_f64(feats, "bbox", 4)
-    if bbox is None:
-        raise ValueError("bbox must hold 4 values")
+    if bbox is None or not np.isfinite(bbox).all():
+        raise ValueError("bbox must hold 4 finite values")
     inst_extras = _get_json(feats, "instance/extras")
     if inst_extras is None:
         raise ValueError("instance/extras is not a JSON object")
