@@ -1,4 +1,4 @@
-"""CaptureThread: decodes frames off the GUI thread and hands the newest one to the inference worker.
+"""CaptureThread: decodes frames off the GUI thread and hands each one to the live pipeline's mailbox.
 
 Videos play at the file's own rate (a slow model then drops frames in the worker, it never slows playback);
 with `realtime` off the thread instead waits for the worker to take each frame, which processes every frame
@@ -11,24 +11,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 from PySide6.QtCore import QThread, Signal
 
 from app.frame_sources import FrameError, FrameSource
+from cpm_core.live_pipeline import FramePacket
 from cpm_core.sources import SourceError
 
-
-@dataclass
-class FramePacket:
-    """One captured frame on its way to the model."""
-
-    index: int
-    frame: np.ndarray  # BGR uint8
-    captured_at: float  # time.perf_counter()
-    restart: bool = False  # a seek, loop or new source: temporal filters must forget the past
-    generation: int = 0  # which opened source it came from
+__all__ = ["CaptureThread", "FramePacket"]
 
 
 class CaptureThread(QThread):

@@ -125,16 +125,17 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_MODEL
 
     window = MainWindow(estimator, quiet=args.quit)
-    window.set_view(args.view)
-    if args.tracking:
-        window.tracking_check.setChecked(True)
-    if args.detector:
-        window.detector_combo.setCurrentIndex(window.detector_combo.findData(args.detector))
-    if args.detect:
-        window.detect_check.setChecked(True)
     batch = args.quit or args.screenshot is not None or args.frames is not None
+    viewer = window.viewer_settings  # the flags set the viewer's state; its widgets follow
+    viewer.view = args.view
+    if args.tracking:
+        viewer.tracking = True
+    if args.detector:
+        viewer.detector = args.detector
+    if args.detect:
+        viewer.detect = True
     if batch:
-        window.loop_check.setChecked(False)  # a short clip ends instead of looping forever
+        viewer.loop = False  # a short clip ends instead of looping forever
     if source is not None and not window.open_source(source, interactive=not args.quit):
         if args.quit:
             window.shutdown()

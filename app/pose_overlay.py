@@ -232,7 +232,7 @@ class SubjectsOverlay:
 
     def update(self, subjects: list, skeleton: Skeleton, threshold: float, selected: int | None,
                kalman: bool = True, frame_size: tuple[int, int] | None = None) -> None:
-        """`subjects` are `app.inference.SubjectPose`s; `selected` is the id drawn as selected."""
+        """`subjects` are `cpm_core.pose_frame.SubjectPose`s; `selected` is the id drawn as selected."""
         for sid in [sid for sid, g in self.items.items() if g.skeleton != skeleton]:
             self.items.pop(sid).remove()
         sides = {s.id: subject_side(getattr(s, "label", "")) for s in subjects}

@@ -19,6 +19,20 @@ __all__ = ["Recorder", "RecordingError", "recover_recording"]
 class Recorder(PoseRecorder):
     """Writes `<stem>.mp4`, `<stem>.json` and `<stem>.csv` for the video path `path`."""
 
+    _unfollow = None
+
+    def follow(self, settings) -> None:
+        """Draw joints above `settings.threshold` (a `ViewerSettings`) from now on, as the views do, also when the
+        user moves the threshold while recording (a float is replaced atomically: the post thread reads it)."""
+        self.unfollow()
+        self.threshold = settings.threshold
+        self._unfollow = settings.subscribe("threshold", lambda t: setattr(self, "threshold", t))
+
+    def unfollow(self) -> None:
+        if self._unfollow is not None:
+            self._unfollow()
+            self._unfollow = None
+
     def write(self, frame_bgr, pose) -> None:
-        """Add one processed frame (a PoseFrame from the worker: its shown keypoints and source index)."""
+        """Add one processed frame (a `cpm_core.pose_frame.PoseFrame`: its shown keypoints and source index)."""
         self.add(frame_bgr, pose.shown, pose.index)

@@ -3,6 +3,8 @@
 Drawing is the fast path from numpy to the screen (BGRA arrays wrapped as QImages without a copy, see
 `fast_image.py`); every array a view needs was prepared by the inference worker, so a view's
 `show()` does no model work. Views keep the last frame so a threshold or view change redraws at once.
+Their `threshold`, `autoscale`, `selected_subject` (and the Tracker view's mode) are set by `app.viewer.display`
+from `ViewerSettings`; a view never reads a widget.
 With detection on, the frame views draw every subject in its id's colour and the heatmap views show the
 selected subject; a click on a subject in any frame view asks the window to select it (`subjectClicked`).
 """
@@ -19,8 +21,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QGraphicsView
 
 from app.fast_image import FastImageItem, bgra_lut, colour_map
-from app.inference import PoseFrame
 from app.pose_overlay import PoseOverlay, SubjectsOverlay, jet_lut
+from cpm_core.pose_frame import PoseFrame
 from cpm_core.skeleton import Skeleton
 from cpm_core.subject_size import HINT as SMALL_HINT
 
@@ -111,6 +113,11 @@ class HeatmapCell:
         self.values: np.ndarray | None = None
         self._title = ""
         self._title_at = 0.0
+
+    @property
+    def title(self) -> str:
+        """The title drawn above the tile now (it lags a changing title by up to TITLE_INTERVAL_S)."""
+        return self._title
 
     def update(self, heatmap: np.ndarray, title: str) -> None:
         self.values = heatmap

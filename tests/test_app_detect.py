@@ -39,10 +39,10 @@ def _click_frame(qtbot, view, x: float, y: float) -> None:
 
 def test_two_subjects_drawn_selected_by_click_and_detection_toggles_off(qtbot, window):
     assert isinstance(TwoSubjects(), Detector)
-    window.worker.detector_factory = lambda name: TwoSubjects()
-    assert window.detector_name() == "palm"  # the tiny model has a hand skeleton
+    window.pipeline.detector_factory = lambda name: TwoSubjects()
+    assert window.binding.detector_name() == "palm"  # the tiny model has a hand skeleton
     window.set_view("single")
-    window.detect_check.setChecked(True)
+    window.viewer_settings.detect = True
     assert window.open_source(IMAGE)
     single = window.views["single"]
     qtbot.waitUntil(lambda: single.last is not None and single.last.detecting and len(single.last.subjects) == 2,
@@ -62,7 +62,7 @@ def test_two_subjects_drawn_selected_by_click_and_detection_toggles_off(qtbot, w
     assert pose.subject_at(0.0, 130.0) is None
     qtbot.waitExposed(single)
     _click_frame(qtbot, single, second.crop.cx, second.crop.cy)
-    assert window.selected_subject == 2
+    assert window.viewer_settings.selected_subject == 2
     assert single.panel.subjects.items[2].box.opts["pen"].widthF() > single.panel.subjects.items[1].box.opts[
         "pen"].widthF()
 
@@ -72,19 +72,19 @@ def test_two_subjects_drawn_selected_by_click_and_detection_toggles_off(qtbot, w
     shown = multi.cells[0].values
     np.testing.assert_allclose(shown, second.stage_max[0])
     assert not np.allclose(shown, pose.subject(1).stage_max[0])  # a different crop, different heatmaps
-    assert multi.cells[0]._title.startswith("#2 ")
+    assert multi.cells[0].title.startswith("#2 ")
     window.set_view("joints")
     joints = window.views["joints"]
     np.testing.assert_allclose(joints.cells[0].values, second.result.heatmaps[-1][..., 0])
 
     window.select_subject_at(40.0, 50.0)  # inside the first box
-    assert window.selected_subject == 1
+    assert window.viewer_settings.selected_subject == 1
     window.set_view("tracker")
     assert set(window.views["tracker"].panel.subjects.items) == {1, 2}
     assert "2 subjects" in window.views["tracker"].status.textItem.toPlainText()
 
     window.set_view("single")
-    window.detect_check.setChecked(False)
+    window.viewer_settings.detect = False
     qtbot.waitUntil(lambda: single.last is not None and not single.last.detecting, timeout=WAIT_MS)
     assert not single.panel.subjects.items and single.panel.overlay.item.isVisible()
     window.update_readout()
@@ -95,10 +95,10 @@ def test_unavailable_detector_leaves_app_running_with_message(qtbot, window):
     def unavailable(name: str):
         raise DetectorUnavailable(f"{name} model not found here")
 
-    window.worker.detector_factory = unavailable
-    window.detect_check.setChecked(True)
+    window.pipeline.detector_factory = unavailable
+    window.viewer_settings.detect = True
     assert window.open_source(IMAGE)
-    qtbot.waitUntil(lambda: not window.detect_check.isChecked(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not window.viewer_settings.detect, timeout=WAIT_MS)
     assert "palm model not found here" in window.last_error and "detection is off" in window.last_error
     qtbot.waitUntil(lambda: window.displayed >= 1, timeout=WAIT_MS)
     assert not window.views["multi"].last.detecting  # single-subject mode goes on
@@ -108,13 +108,14 @@ def test_detector_override_persists_and_cli_flags(qtbot, tmp_path, estimator):
     settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
     w = MainWindow(estimator, settings=settings, quiet=True)
     qtbot.addWidget(w)
-    w.detector_combo.setCurrentIndex(w.detector_combo.findData("hog"))
-    w.max_subjects_spin.setValue(7)
-    assert w.detector_name() == "hog"
+    w.controls.detector_combo.setCurrentIndex(w.controls.detector_combo.findData("hog"))  # the real widgets
+    w.controls.max_subjects_spin.setValue(7)
+    assert w.binding.detector_name() == "hog" and w.viewer_settings.detector == "hog"
     w.close()
     w2 = MainWindow(estimator, settings=settings, quiet=True)
     qtbot.addWidget(w2)
-    assert w2.detector_name() == "hog" and w2.max_subjects_spin.value() == 7
+    assert w2.binding.detector_name() == "hog" and w2.viewer_settings.max_subjects == 7
+    assert w2.controls.max_subjects_spin.value() == 7
     w2.close()
     args = parse_args(["--detect", "--detector", "palm", "--screenshot", "x.png"])
     assert args.detect and args.detector == "palm"

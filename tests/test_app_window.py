@@ -14,9 +14,7 @@ from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from app.capture import FramePacket
 from app.frame_sources import FrameSource, SourceInfo
-from app.inference import InferenceWorker
 from app.main_window import VIEW_ORDER, MainWindow
 from cpm_core.sources import SourceError
 from cpm_core.weights import save_model
@@ -36,7 +34,7 @@ def test_open_source_switch_views_toggle_filters(qtbot, window, source):
     for key, name in zip("1234", VIEW_ORDER):
         qtbot.keyClick(window, key)
         assert window.view_name == name
-        assert window.stack.currentWidget() is window.views[name]
+        assert window.display.stack.currentWidget() is window.views[name]
         pose = window.views[name].last
         assert pose is not None and pose.bgra.shape[2] == 4
     # every view drew this source's frame at its size
@@ -44,32 +42,32 @@ def test_open_source_switch_views_toggle_filters(qtbot, window, source):
         if source != VIDEO else (128, 128)
     assert window.views["single"].panel.image.image.shape[:2] == (h, w) or source == FOLDER
     joints_view = window.views["joints"]
-    assert len(joints_view.cells) == 21 and joints_view.cells[0]._title.startswith("wrist ")
+    assert len(joints_view.cells) == 21 and joints_view.cells[0].title.startswith("wrist ")
     assert len(window.views["multi"].cells) == 2  # the tiny model has two stages
-    window.kalman_check.setChecked(False)
-    window.tracking_check.setChecked(True)
-    window.step(1)
-    window.seek(0)
+    window.viewer_settings.kalman = False
+    window.viewer_settings.tracking = True
+    window.session.step(1)
+    window.session.seek(0)
     # Frames already in flight were made with the old settings; the new ones must arrive.
     qtbot.waitUntil(lambda: (p := window.views["tracker"].last) is not None and p.tracking and not p.kalman,
                     timeout=WAIT_MS)
-    window.kalman_check.setChecked(True)
-    window.tracking_check.setChecked(False)
+    window.viewer_settings.kalman = True
+    window.viewer_settings.tracking = False
 
 
 def test_video_plays_at_file_rate_and_controls_work(qtbot, window):
-    window.loop_check.setChecked(False)
+    window.viewer_settings.loop = False
     t0 = time.perf_counter()
     window.open_source(VIDEO)
     qtbot.waitUntil(lambda: window.source_ended, timeout=WAIT_MS)
     elapsed = time.perf_counter() - t0
     assert elapsed >= 19 / 30.0 * 0.8  # 20 frames at 30 fps: not faster than the file's rate
     assert window.capture.position == 19
-    window.seek(5)
+    window.session.seek(5)
     qtbot.waitUntil(lambda: window.capture.position == 5, timeout=WAIT_MS)
-    window.step(1)
+    window.session.step(1)
     qtbot.waitUntil(lambda: window.capture.position == 6, timeout=WAIT_MS)
-    window.step(-1)
+    window.session.step(-1)
     qtbot.waitUntil(lambda: window.capture.position == 5, timeout=WAIT_MS)
     assert not window.capture.playing
     qtbot.keyClick(window, Qt.Key.Key_Space)
@@ -92,14 +90,14 @@ def test_the_frame_label_follows_playback_without_relayouting_the_window(qtbot, 
                 LayoutCounter.count += 1
             return False
 
-    window.loop_check.setChecked(False)
+    window.viewer_settings.loop = False
     window.open_source(VIDEO)
     qtbot.waitUntil(lambda: window.source_ended, timeout=WAIT_MS)
     qtbot.wait(100)
-    label = window.position_label
+    label = window.playback.position_label
     assert label.minimumSize() == label.maximumSize()
     assert label.fontMetrics().horizontalAdvance(" 88888 / 88888") <= label.width()
-    window._readout_timer.stop()  # its own text changes may re-lay out the status bar meanwhile
+    window.readout.pause()  # its own text changes may re-lay out the status bar meanwhile
     counter = LayoutCounter()
     window.installEventFilter(counter)
     try:
@@ -112,90 +110,18 @@ def test_the_frame_label_follows_playback_without_relayouting_the_window(qtbot, 
                 break
         assert LayoutCounter.count == 0, "the window never went quiet after the video ended"
         for index in (0, 9, 19, 1, 18):
-            window._position = index
-            window._show_position()
+            window.playback.show_position(index)
             QApplication.processEvents()
         assert label.text() == " 19 / 20"
     finally:
         window.removeEventFilter(counter)
-        window._readout_timer.start()
+        window.readout.resume()
     assert LayoutCounter.count == 0
 
 
-def test_worker_keeps_only_newest_frame_under_slow_model(qtbot, estimator):
-    slow = SlowEstimator(estimator, delay=0.15)
-    worker = InferenceWorker(slow)
-    results = []
-    worker.resultReady.connect(results.append)
-    worker.start()
-    try:
-        frame = np.full((64, 64, 3), 100, np.uint8)
-        for i in range(30):  # a 100 fps source against a ~6 fps model
-            worker.submit(FramePacket(i, frame, time.perf_counter()))
-            time.sleep(0.01)
-        qtbot.waitUntil(lambda: worker.idle() and results and results[-1].index == 29, timeout=WAIT_MS)
-    finally:
-        worker.stop()
-        worker.wait(5000)
-    assert worker.captured == 30
-    assert len(results) == slow.calls <= 6  # nothing queued up behind the model
-    assert worker.dropped == 30 - slow.calls
-    assert results[-1].index == 29  # the newest frame always wins
-
-
-def test_worker_warms_its_model_up_before_the_first_frame(qtbot, estimator):
-    """Loading the follower's helpers and tracing graphs happens when the worker starts (and on a new model),
-    not on a source's first frame; idle() waits for it, and a frame arriving first simply goes first."""
-    worker = InferenceWorker(estimator)
-    assert not worker.idle()  # warming up is pending
-    worker.start()
-    try:
-        qtbot.waitUntil(worker.idle, timeout=WAIT_MS)
-        assert worker._follower is not None and worker._follower.estimator is estimator
-        worker.set_estimator(estimator)
-        assert not worker.idle()
-        qtbot.waitUntil(worker.idle, timeout=WAIT_MS)
-    finally:
-        worker.stop()
-        worker.wait(5000)
-
-
-def test_post_processing_runs_beside_the_model_in_frame_order(qtbot, estimator):
-    """Smoothing, reductions and emission run on the InferencePost thread: results still arrive in frame order,
-    every frame is finished before the worker reports idle, and a failing post step is reported, not fatal."""
-    worker = InferenceWorker(estimator)
-    finish, failed = worker._finish, []
-
-    def slow_finish(packet, *args):
-        if packet.index == 3:
-            raise ValueError("broken bookkeeping")
-        time.sleep(0.03)  # slower than the tiny model: jobs queue up behind it
-        finish(packet, *args)
-
-    worker._finish = slow_finish
-    results = []
-    worker.resultReady.connect(results.append)
-    worker.frameFailed.connect(failed.append)
-    worker.start()
-    try:
-        frame = np.full((64, 64, 3), 90, np.uint8)
-        for i in range(10):
-            assert worker.wait_for_slot(5.0)
-            worker.submit(FramePacket(i, frame, time.perf_counter(), restart=i == 0))
-        assert not worker.idle() or len(results) == 9
-        qtbot.waitUntil(worker.idle, timeout=WAIT_MS)
-        qtbot.waitUntil(lambda: len(results) == 9, timeout=WAIT_MS)
-    finally:
-        worker.stop()
-        worker.wait(5000)
-    assert [r.index for r in results] == [0, 1, 2, 4, 5, 6, 7, 8, 9]
-    assert [r.processed for r in results] == [1, 2, 3, 5, 6, 7, 8, 9, 10]
-    assert len(failed) == 1 and "broken bookkeeping" in failed[0]
-
-
 def test_slow_model_drops_frames_in_the_app_but_playback_keeps_time(qtbot, window, estimator):
-    window.worker.set_estimator(SlowEstimator(estimator, delay=0.2))
-    window.loop_check.setChecked(False)
+    window.pipeline.set_estimator(SlowEstimator(estimator, delay=0.2))
+    window.viewer_settings.loop = False
     t0 = time.perf_counter()
     window.open_source(VIDEO)
     qtbot.waitUntil(lambda: window.source_ended, timeout=WAIT_MS)
@@ -203,7 +129,7 @@ def test_slow_model_drops_frames_in_the_app_but_playback_keeps_time(qtbot, windo
     qtbot.waitUntil(window.worker.idle, timeout=WAIT_MS)
     assert window.worker.dropped > 5
     assert window.worker.processed < 10
-    window.worker.set_estimator(estimator)
+    window.pipeline.set_estimator(estimator)
 
 
 @pytest.mark.filterwarnings("ignore:Skipping nested container")
@@ -224,7 +150,7 @@ def test_bad_inputs_leave_app_running_with_message(qtbot, window, tmp_path, esti
     # the previous source still plays
     assert window.source_info.label == str(VIDEO)
     n = window.displayed
-    window.seek(0)
+    window.session.seek(0)
     _wait_frames(qtbot, window, n + 1)
 
     garbage = tmp_path / "weights.pkl"
@@ -242,10 +168,11 @@ def test_bad_inputs_leave_app_running_with_message(qtbot, window, tmp_path, esti
     (folder / "card.json").write_text(json.dumps(card))
     with qtbot.waitSignal(window.worker.modelFailed, timeout=WAIT_MS) as sig:
         window.load_model(folder)
-    assert "do not fit" in sig.args[0]
+    # the wording is cpm_core.weights' (being reworded concurrently): either says the card and weights disagree
+    assert "do not fit" in sig.args[0] or "does not belong to these weights" in sig.args[0]
     assert window.worker.estimator is estimator
     n = window.displayed
-    window.seek(3)
+    window.session.seek(3)
     _wait_frames(qtbot, window, n + 1)
 
 
@@ -287,7 +214,7 @@ def test_folder_with_corrupt_image_skips_it(qtbot, window, tmp_path):
     for i, f in enumerate(sorted(FOLDER.glob("*.jpg"))[:2]):
         (tmp_path / f"img_{i}.jpg").write_bytes(f.read_bytes())
     (tmp_path / "img_1b.jpg").write_bytes(b"garbage")
-    window.loop_check.setChecked(False)
+    window.viewer_settings.loop = False
     assert window.open_source(tmp_path)
     qtbot.waitUntil(lambda: window.source_ended, timeout=WAIT_MS)
     assert "img_1b.jpg" in window.last_error
@@ -295,8 +222,8 @@ def test_folder_with_corrupt_image_skips_it(qtbot, window, tmp_path):
 
 
 def test_record_and_snapshot(qtbot, window, tmp_path):
-    window.loop_check.setChecked(False)
-    window.set_realtime(False)  # every frame through the model: the recording holds all 20
+    window.viewer_settings.loop = False
+    window.viewer_settings.realtime = False  # every frame through the model: the recording holds all 20
     assert window.start_recording(tmp_path / "rec.mp4")
     window.open_source(VIDEO)
     qtbot.waitUntil(lambda: window.source_ended and window.worker.idle(), timeout=WAIT_MS)
@@ -334,11 +261,11 @@ def test_drop_routes_media_and_models(qtbot, window, tmp_path, estimator):
 
 
 def test_untrained_model_is_flagged_and_shortcuts_listed(qtbot, window):
-    assert window.model_badge.text().strip().startswith("model: tiny")
-    window.worker.set_estimator(tiny_estimator(trained=False))
-    window._on_model_loaded(window.worker.estimator)
-    assert "UNTRAINED" in window.model_badge.text() and window.card_warning.isVisibleTo(window)
-    assert "UNTRAINED" in window.card_label.text()
+    assert window.models.badge.text().strip().startswith("model: tiny")
+    window.pipeline.set_estimator(tiny_estimator(trained=False))
+    window.models.show_model(window.pipeline.estimator)
+    assert "UNTRAINED" in window.models.badge.text() and window.models.card_warning.isVisibleTo(window)
+    assert "UNTRAINED" in window.models.card_label.text()
     keys = {k for k, _ in window.shortcut_list()}
     for k in ("1", "2", "3", "4", "Space", "Left", "Right", "Ctrl+O", "Ctrl+S", "Ctrl+R", "F1"):
         assert k in keys, k
@@ -383,10 +310,10 @@ def test_opening_a_video_paints_at_its_frame_rate(qtbot, window):
     assert window.open_source(VIDEO)
     fps = window.source_info.fps
     assert 5 <= fps <= 60
-    assert window.paint_interval == pytest.approx(max(window.screen_interval, 1 / fps))
+    assert window.display.paint_interval == pytest.approx(max(window.display.screen_interval, 1 / fps))
     _wait_frames(qtbot, window)
     assert window.open_source(IMAGE)
-    assert window.paint_interval == pytest.approx(window.screen_interval)
+    assert window.display.paint_interval == pytest.approx(window.display.screen_interval)
 
 
 def test_every_result_is_delivered_but_the_view_paints_at_most_at_the_screen_rate(qtbot, window):
@@ -395,12 +322,12 @@ def test_every_result_is_delivered_but_the_view_paints_at_most_at_the_screen_rat
     assert window.open_source(IMAGE)
     _wait_frames(qtbot, window)
     qtbot.waitUntil(lambda: window.worker.idle(), timeout=WAIT_MS)
-    base = window._drawn
-    window.paint_interval = 0.3
-    window._last_draw = time.perf_counter()  # just painted: the next paint waits for the interval
+    base = window.display.last_drawn
+    window.display.paint_interval = 0.3
+    window.display.last_draw = time.perf_counter()  # just painted: the next paint waits for the interval
     delivered, painted = window.delivered, window.displayed
     for i in range(10):
-        window._on_result(dataclasses.replace(base, index=100 + i))
+        window.display.deliver(dataclasses.replace(base, index=100 + i))
     assert window.delivered == delivered + 10 and window.displayed == painted  # all recorded, none painted yet
     assert window.plots._x[-1] == 109  # the confidence plots got every result
     qtbot.waitUntil(lambda: window.displayed == painted + 1, timeout=WAIT_MS)

@@ -232,8 +232,8 @@ def test_truncated_video_is_reported_in_the_status_bar(qtbot, window, tmp_path):
     from test_reliability_infer import truncated_video
 
     video = truncated_video(tmp_path / "cut.mp4")
-    window.loop_check.setChecked(False)
-    window.set_realtime(False)
+    window.viewer_settings.loop = False
+    window.viewer_settings.realtime = False
     assert window.open_source(video)
     qtbot.waitUntil(lambda: window.source_ended, timeout=HANG_GUARD_MS)
     assert "of the 202 frames its header lists could be decoded" in window.last_error

@@ -45,7 +45,7 @@ def test_window_fits_1366x768_with_every_part_inside_and_the_record_button_whole
         assert inside.contains(_rect_in(part, window)), part.objectName()
     assert window.plots_dock.height() >= PLOTS_MIN_HEIGHT
 
-    for action in (window.snapshot_action, window.record_action, window.play_action):
+    for action in (window.recording.snapshot_action, window.recording.record_action, window.playback.play_action):
         button = next(w for w in action.associatedObjects() if isinstance(w, QWidget) and w.parentWidget()
                       and w.parentWidget().objectName() == "playback_toolbar")
         assert button.isVisible(), action.iconText()  # not pushed into the toolbar's overflow menu

@@ -111,8 +111,8 @@ def test_the_app_says_once_per_source_that_the_person_is_too_small_and_draws_no_
     bar = window.statusBar()
     show = bar.showMessage
     monkeypatch.setattr(bar, "showMessage", lambda text, *a: (shown.append(text), show(text, *a)))
-    window.loop_check.setChecked(False)
-    window.set_realtime(False)  # every frame reaches the model: six small-person results in a row
+    window.viewer_settings.loop = False
+    window.viewer_settings.realtime = False  # every frame reaches the model: six small-person results in a row
     video = _video(tmp_path / "small.mp4", _shrunk(0.3), 6)
     assert window.open_source(video)
     qtbot.waitUntil(lambda: window.source_ended and window.delivered >= 6 and window.worker.idle(), timeout=WAIT_MS)
