@@ -166,6 +166,11 @@ class LivePipeline:
     def detecting(self) -> bool:
         return self._detect
 
+    @property
+    def kalman(self) -> bool:
+        """Whether frames leave the pipeline showing their smoothed pose."""
+        return self._kalman
+
     def submit(self, packet: FramePacket) -> None:
         """Offer a frame; replaces (drops) a frame the model has not started on yet."""
         with self._cond:
