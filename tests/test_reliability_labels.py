@@ -168,3 +168,55 @@ def test_no_usable_subjects_names_the_min_joints_check_and_unreadable_images(tmp
     message = str(err.value)
     assert "1 instance(s) have fewer than 3 labelled joints (data.min_joints)" in message
     assert "1 instance(s) are on 1 image(s) that could not be read (first: missing.jpg" in message
+
+
+# ---------------------------------------------------------------------------- missing images in convert (item 13)
+
+def _tiny_without(tmp_path: Path, image: str) -> Path:
+    folder = tmp_path / "tiny_coco"
+    shutil.copytree(TINY_COCO.parent, folder)
+    (folder / "images" / image).unlink()
+    return folder / "tiny.json"
+
+
+@pytest.mark.parametrize("fmt", ["labels", "cmu-hand", "tfrecord", "port-tfrecord"])
+def test_convert_with_a_missing_image_names_it_and_writes_nothing(tmp_path, fmt):
+    data = _tiny_without(tmp_path, "hand_00080.jpg")
+    out = tmp_path / f"out_{fmt}"
+    res = subprocess.run([sys.executable, "-m", "training.cli", "dataset", "convert", str(data), str(out), "--to", fmt],
+                         cwd=ROOT, capture_output=True, text=True, timeout=180,
+                         env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert res.returncode == 2
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert lines == [f"cpm dataset convert: error: {data.parent / 'images' / 'hand_00080.jpg'}: image not found "
+                     "(named 'images/hand_00080.jpg' in the dataset); nothing was written"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny_coco"]  # no folder, file or temporary left
+
+
+def test_a_failure_midway_leaves_no_half_written_folder(tmp_path, monkeypatch):
+    """An image that vanishes or cannot be read while the export runs: the new folder is not left half
+    written, and an existing folder the export was adding to keeps exactly what it had."""
+    from cpm_core.dataset import port_labels
+
+    ds = read_dataset(TINY_COCO)
+    calls = []
+    real_copy = port_labels.copy_image_file
+
+    def failing_copy(src, target):
+        calls.append(src)
+        if len(calls) == 2:
+            raise PermissionError(13, "Permission denied", str(src))
+        real_copy(src, target)
+
+    monkeypatch.setattr(port_labels, "copy_image_file", failing_copy)
+    with pytest.raises(PermissionError):
+        write_dataset(ds, tmp_path / "new", "labels")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    existing = tmp_path / "existing"
+    (existing / "mine").mkdir(parents=True)
+    (existing / "mine" / "notes.txt").write_text("keep me")
+    calls.clear()
+    with pytest.raises(PermissionError):
+        write_dataset(ds, existing, "labels")
+    assert sorted(str(p.relative_to(existing)) for p in existing.rglob("*")) == ["mine", "mine/notes.txt"]
+    assert (existing / "mine" / "notes.txt").read_text() == "keep me"

@@ -6,7 +6,10 @@ Format names: "coco" (a .json file), "labels" (the port's folder of <person>/lab
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -103,21 +106,75 @@ def read_dataset(
     raise ValueError(f"unknown dataset format {fmt!r}; known: {', '.join(FORMATS)}")
 
 
+class MissingImageError(FileNotFoundError):
+    """Images the dataset names that are not there: an export that needs their pixels cannot be made."""
+
+
+def check_images_present(dataset: Dataset, only_with_instances: bool) -> None:
+    """Raise `MissingImageError` naming the first missing image file (and how many are missing) before a writer
+    starts. Why: the writers met the missing file halfway, failed with a bare "[Errno 2]" and left the folders
+    and files written so far behind."""
+    missing = [s for s in dataset.samples if s.data is None and (s.instances or not only_with_instances)
+               and not dataset.image_path(s).is_file()]
+    if missing:
+        first = dataset.image_path(missing[0])
+        more = f" (and {len(missing) - 1} more of {len(dataset.samples)} images)" if len(missing) > 1 else ""
+        raise MissingImageError(f"{first}: image not found (named {missing[0].image!r} in the dataset){more}; "
+                                "nothing was written")
+
+
+def _created_since(folder: Path, before: set[str]) -> list[Path]:
+    return [p for p in folder.rglob("*") if str(p) not in before]
+
+
+def _write_folder(path: Path, write: Any) -> None:
+    """Run `write(folder)` for a folder output so that a failure leaves nothing of it behind.
+
+    A new folder is written under a temporary sibling name and renamed into place when complete. Into an existing
+    folder (adding to it), files are written in place, each atomically; on failure the files and folders this
+    write added are removed again, and what was there before is left as it was."""
+    if not os.path.lexists(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        try:
+            write(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return
+    before = {str(p) for p in path.rglob("*")}
+    try:
+        write(path)
+    except BaseException:
+        added = _created_since(path, before)
+        for p in sorted(added, key=lambda q: len(q.parts), reverse=True):  # files and sub-folders, deepest first
+            with contextlib.suppress(OSError):
+                if p.is_dir() and not p.is_symlink():
+                    p.rmdir()
+                else:
+                    p.unlink()
+        raise
+
+
 def write_dataset(dataset: Dataset, path: str | os.PathLike, fmt: str, **options: Any) -> None:
     """Write `dataset` as `fmt`; `options` go to the format's writer (e.g. order="xy" for labels, size=64
     for port-tfrecord).
 
     Formats that copy or embed image files (labels, cmu-hand, both TFRecords) first check that every file-backed
-    image lies inside `dataset.root` (`Dataset.check_image_paths`), so a refused export writes nothing.
+    image lies inside `dataset.root` (`Dataset.check_image_paths`) and exists (`check_images_present`), so a
+    refused export writes nothing. Folder outputs are written so that a failure midway leaves none of the new
+    output behind (`_write_folder`); file outputs are written atomically by their writers.
     """
     if fmt in ("labels", "cmu-hand", "tfrecord", "port-tfrecord") and options.get("images") != "none":
         dataset.check_image_paths()
+        check_images_present(dataset, only_with_instances=fmt != "tfrecord")
     if fmt == "coco":
         write_coco(dataset, path, **options)
     elif fmt == "labels":
-        write_labels(dataset, path, **options)
+        _write_folder(Path(path), lambda folder: write_labels(dataset, folder, **options))
     elif fmt == "cmu-hand":
-        write_cmu_hand(dataset, path, **options)
+        _write_folder(Path(path), lambda folder: write_cmu_hand(dataset, folder, **options))
     elif fmt == "tfrecord":
         from cpm_core.dataset.tfrecord import write_tfrecord  # noqa: PLC0415 - imports TensorFlow
 
