@@ -12,38 +12,34 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QThread, Signal
+from PySide6.QtCore import Signal
 
+from app.background import JobControl, WorkerJob
 from cpm_core.orientation import UprightFollower
 
 
-class PredictionWorker(QThread):
-    """Predicts joints for [(frame index, image path)] jobs with one estimator, in order."""
+class PredictionWorker(WorkerJob):
+    """Predicts joints for [(frame index, image path)] jobs with one estimator, in order: a `WorkerJob` (the job
+    `app.background.run_in_worker` starts) whose function reports each frame. `lock` is the estimator owner's
+    (the live pipeline's `model_lock` in the app): held for every prediction, so the viewer never runs the same
+    estimator at the same time."""
 
     framePredicted = Signal(int, object)  # frame index, (J, 3) keypoints in image pixels + confidence
     progressed = Signal(int, int)  # done, total
     failed = Signal(str)
 
     def __init__(self, estimator, jobs: list[tuple[int, Path]], lock: threading.Lock | None = None, parent=None):
-        super().__init__(parent)
+        super().__init__(self._predict_all, parent)
         self.estimator = estimator
         self.follower = UprightFollower(estimator)  # upright models: each frame's hand angle and side found afresh
         self.jobs = list(jobs)
         self.lock = lock or threading.Lock()
-        self._cancel = threading.Event()
         self.done = 0
 
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancel.is_set()
-
-    def run(self) -> None:
+    def _predict_all(self, control: JobControl) -> int:
         total = len(self.jobs)
         for k, (index, path) in enumerate(self.jobs):
-            if self._cancel.is_set():
+            if control.cancelled:
                 break
             frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if frame is None:
@@ -59,3 +55,4 @@ class PredictionWorker(QThread):
                 self.framePredicted.emit(index, np.asarray(result.keypoints, dtype=np.float64))
             self.done = k + 1
             self.progressed.emit(k + 1, total)
+        return self.done

@@ -39,6 +39,7 @@ from app.annotate.check_panel import LabelChecker
 from app.annotate.commands import FrameEditCommand
 from app.annotate.panel import AnnotationPanel
 from app.annotate.suggest_panel import FrameSuggester
+from app.background import WorkerJob, run_in_worker
 from app.shortcuts import shortcut_rows
 from cpm_core.dataset.formats import FORMATS, read_dataset, write_dataset
 from cpm_core.dataset.frames import METHODS
@@ -68,6 +69,7 @@ class AnnotationWorkspace(QWidget):
         self.selected = 0
         self.undo_stack = QUndoStack(self)
         self.model_lock = model_lock if model_lock is not None else threading.Lock()
+        self.background_job: WorkerJob | None = None  # the last project creation or export run off the GUI thread
         self.worker: PredictionWorker | None = None
         self.progress: QProgressDialog | None = None
         self._setting_progress = False
@@ -205,7 +207,19 @@ class AnnotationWorkspace(QWidget):
         return est.card.skeleton if est is not None else HAND_21
 
     def new_from_video(self, video: str | Path, project_path: str | Path, count: int = 20,
-                       method: str = "uniform") -> bool:
+                       method: str = "uniform", background: bool = False) -> bool:
+        """A project of `count` frames of `video`. Choosing and extracting the frames decodes the whole video
+        (twice for some methods): with `background` (the File menu's way) that runs in a worker thread
+        (`run_in_worker`), the window stays responsive and the project opens when it is ready; True then means
+        started. Without it (scripts, tests) it runs here and returns whether the project opened."""
+        if background:
+            skeleton = self._default_skeleton()
+            self._status(f"Extracting {count} frames from {Path(video).name} …")
+            self.background_job = run_in_worker(
+                lambda _control: AnnotationProject.from_video(project_path, video, count, method, skeleton),
+                lambda project: self._adopt(project, f"{len(project)} frames from {Path(video).name} ({method})"),
+                lambda exc: self._error(f"cannot make a project from {video}: {exc}"), parent=self)
+            return True
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
             project = AnnotationProject.from_video(project_path, video, count, method, self._default_skeleton())
@@ -264,7 +278,7 @@ class AnnotationWorkspace(QWidget):
             return
         path = self._project_path_dialog(Path(video).with_suffix(PROJECT_SUFFIX))
         if path:
-            self.new_from_video(video, path, count, method)
+            self.new_from_video(video, path, count, method, background=True)
 
     def new_from_folder_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Label the images of a folder")
@@ -306,11 +320,13 @@ class AnnotationWorkspace(QWidget):
         else:
             path = QFileDialog.getExistingDirectory(self, f"Export as {fmt} into folder", str(self.project.folder))
         if path:
-            self.export(path, fmt)
+            self.export(path, fmt, background=True)
 
     # ------------------------------------------------------------------ export
-    def export(self, path: str | Path, fmt: str, only_labelled: bool = True) -> bool:
-        """Write the labelled frames as `fmt` via write_dataset; any failure becomes one clear message."""
+    def export(self, path: str | Path, fmt: str, only_labelled: bool = True, background: bool = False) -> bool:
+        """Write the labelled frames as `fmt` via write_dataset; any failure becomes one clear message. With
+        `background` (the dialog's way; TFRecords take a while) the writing runs in a worker thread and True means
+        started; the message comes when it is done."""
         if self.project is None:
             self._error("no annotation project open: nothing to export")
             return False
@@ -318,6 +334,15 @@ class AnnotationWorkspace(QWidget):
         if not ds.samples:
             self._error("nothing to export: no frame is labelled yet (confirm frames with Enter)")
             return False
+        left = len(self.project) - len(ds.samples)
+        done = (f"Exported {len(ds.samples)} labelled frames as {fmt} to {path}"
+                + (f" ({left} unlabelled frames left out)" if left else ""))
+        if background:
+            self._status(f"Exporting {len(ds.samples)} labelled frames as {fmt} …")
+            self.background_job = run_in_worker(
+                lambda _control: write_dataset(ds, path, fmt), lambda _result: self._status(done),
+                lambda exc: self._error(f"export to {fmt} failed: {path}: {exc}"), parent=self)
+            return True
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
             write_dataset(ds, path, fmt)
@@ -326,9 +351,7 @@ class AnnotationWorkspace(QWidget):
             return False
         finally:
             QApplication.restoreOverrideCursor()
-        left = len(self.project) - len(ds.samples)
-        self._status(f"Exported {len(ds.samples)} labelled frames as {fmt} to {path}"
-                     + (f" ({left} unlabelled frames left out)" if left else ""))
+        self._status(done)
         return True
 
     # ------------------------------------------------------------------ saving
@@ -640,8 +663,10 @@ class AnnotationWorkspace(QWidget):
             self.worker.wait(wait_ms)
 
     def shutdown(self) -> None:
-        """Stop a running prediction and write the project one last time."""
+        """Stop a running prediction, let a project creation or export finish, write the project one last time."""
         self.cancel_prediction()
+        if self.background_job is not None:
+            self.background_job.wait()
         self.suggester.cancel()
         self._dragging = False
         self._save()
