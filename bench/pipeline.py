@@ -117,21 +117,22 @@ class TeacherEstimator:
 
 
 def bare_fps(estimator, video: Path, frames: int) -> float:
-    """Decode and predict in one thread, as `cpm infer` does (an upright model follows the hand's angle from
-    frame to frame, exactly as the app's worker does)."""
-    from cpm_core.orientation import UprightFollower
+    """Decode and run the live pipeline's model step in one thread (`cpm_core.live_pipeline.ModelStep`, what the
+    app's model thread and `cpm infer` run per frame: an upright model follows the hand's angle from frame to
+    frame). The teacher has no heatmaps, so its presence reads 0: its step does not restart the search on it."""
+    from cpm_core.live_pipeline import ModelStep
     from cpm_core.sources import VideoReader
 
-    follower = UprightFollower(estimator)
-    follower.warm_up()  # what the app's worker does before the first frame
+    step = ModelStep(estimator, reset_when_absent=not isinstance(estimator, TeacherEstimator))
+    step.warm_up()  # what the app's pipeline does before the first frame
     with VideoReader(video) as reader:
-        follower.predict(reader.read())  # warm
+        step.single(reader.read())  # warm
         reader.seek(0)
-        follower.reset()
+        step.reset()
         n = 0
         t0 = time.perf_counter()
         while n < frames and (f := reader.read()) is not None:
-            follower.predict(f)
+            step.single(f)
             n += 1
         return n / (time.perf_counter() - t0)
 
@@ -149,10 +150,8 @@ def gui_run(estimator, video: Path, frames: int, view: str, realtime: bool, dete
     app = QApplication.instance() or QApplication([])
     settings = QSettings(os.path.join(tempfile.mkdtemp(), "bench.ini"), QSettings.Format.IniFormat)
     win = MainWindow(estimator, settings=settings, quiet=True)
-    win.set_view(view)
-    win.loop_check.setChecked(False)
-    win.set_realtime(realtime)
-    win.detect_check.setChecked(detect)  # multi-subject row: detector + one batched CPM call per frame
+    # multi-subject row (detect): detector + one batched CPM call per frame
+    win.viewer_settings.update(view=view, loop=False, realtime=realtime, detect=detect)
     if not paint:  # diagnosis row: the whole pipeline with the views drawing nothing
         for v in win.views.values():
             v.show_pose = lambda pose: None

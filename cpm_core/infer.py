@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from cpm_core.atomic_io import atomic_write_bytes
-from cpm_core.orientation import UprightFollower
+from cpm_core.live_pipeline import ModelStep
 from cpm_core.preprocess import CropBox
 from cpm_core.presence import THRESHOLD as PRESENCE_THRESHOLD
 from cpm_core.progress import ProgressBar
@@ -220,7 +220,7 @@ def _flush_detected(multi, batch: list, kind: str, path: Path, args, writers: _W
 
 
 def _process(estimator, path: Path, args, out_dir: Path | None, results: _Results, errors: list[str],
-             multi=None, follower: UprightFollower | None = None, names: dict[str, str] | None = None) -> None:
+             multi=None, step: ModelStep | None = None, names: dict[str, str] | None = None) -> None:
     kind = classify(path)
     if multi is not None:
         multi.reset()  # identities and smoothing belong to one source
@@ -233,10 +233,11 @@ def _process(estimator, path: Path, args, out_dir: Path | None, results: _Result
     bar = ProgressBar(total, label=path.name) if kind != "image" else None
     writers = _Writers(out_dir, path, kind, fps, names or {})
     skel = estimator.card.skeleton
-    # An upright model follows a video's subject; each image is searched afresh. One follower (and one palm
-    # detector) serves every input.
-    follower = follower or UprightFollower(estimator)
-    follower.reset()
+    # The live pipeline's model step (cpm_core.live_pipeline), so the app and this command run one per-frame logic:
+    # an upright model follows a video's subject; each image is searched afresh; no subject in view starts the
+    # search again. One step (one follower, one palm detector) serves every input.
+    step = step or ModelStep(estimator)
+    step.reset()
     batch: list[tuple[int, str, np.ndarray]] = []
     ok = False
 
@@ -247,15 +248,13 @@ def _process(estimator, path: Path, args, out_dir: Path | None, results: _Result
             return
         frames = [b[2] for b in batch]
         crops = [CropBox.centre_square(f.shape[1], f.shape[0]) if args.crop == "centre" else None for f in frames]
-        if follower.upright:
+        if step.follower.upright:
             poses = []
             for frame, crop in zip(frames, crops):
                 if kind != "video":
-                    follower.reset()
-                poses.append(follower.predict(frame, crop))
-                if poses[-1].presence < PRESENCE_THRESHOLD:  # nothing in view: search afresh on the next frame
-                    follower.reset()
-        else:
+                    step.reset()
+                poses.append(step.single(frame, crop)[0])
+        else:  # a plain model gains from batches; per frame it would be the same step (the follower passes through)
             poses = estimator.predict_batch(frames, crops, batch_size=BATCH)
         for (index, src, frame), res in zip(batch, poses):
             presence = res.presence
@@ -392,12 +391,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     results = _Results(stream)
     errors: list[str] = []
-    follower = UprightFollower(estimator)
+    step = ModelStep(estimator)
     ok = False
     try:
         for path in inputs:
             try:
-                _process(estimator, path, args, out_dir, results, errors, multi, follower, names)
+                _process(estimator, path, args, out_dir, results, errors, multi, step, names)
             except SourceError as exc:
                 errors.append(str(exc))
                 print(f"cpm infer: {exc}", file=sys.stderr)
