@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.panels import DistillPanel, EvaluatePanel, TrainingProcess, TrainPanel
-from app.panels.run_config import parse_overrides, to_toml
+from app.panels.run_config import build_run_config, split_settings, to_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_COCO = ROOT / "tests" / "fixtures" / "dataset" / "tiny_coco" / "tiny.json"
@@ -33,8 +33,10 @@ def test_config_is_valid_toml():
 
     cfg = {"name": "x", "data": {"train": ["a b.json"], "val_split": 0.1}, "model": {"spec": {"stages": 2}}}
     assert tomllib.loads(to_toml(cfg)) == cfg
-    assert parse_overrides("input_size=64, width=0.125; trunk=body") == {"input_size": 64, "width": 0.125,
-                                                                         "trunk": "body"}
+    items = split_settings("input_size=64, width=0.125; trunk=body")
+    assert items == ["input_size=64", "width=0.125", "trunk=body"]
+    run = build_run_config([f"model.spec.{i}" for i in items])  # values parsed by training.config
+    assert run.model.spec == {"input_size": 64, "width": 0.125, "trunk": "body"}
 
 
 def test_tiny_training_streams_into_the_plots(qtbot, tmp_path):
@@ -78,9 +80,15 @@ def test_stop_ends_the_run_with_a_checkpoint(qtbot, tmp_path):
 def test_crashing_run_shows_error_and_panel_lives_on(qtbot, tmp_path):
     panel = tiny_panel(qtbot, tmp_path, steps=3)
     panel.dataset_edit.setText(str(tmp_path / "missing.json"))
+    assert panel.start() is False  # the form checks the data before a process starts
+    assert "missing.json" in panel.last_error and not panel.process.is_running()
+    # a run that fails by itself (a .json that is not JSON: the form cannot tell) reports through the protocol
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    panel.dataset_edit.setText(str(broken))
     with qtbot.waitSignal(panel.process.finished, timeout=RUN_MS):
-        panel.start()
-    assert "missing.json" in panel.last_error
+        assert panel.start(), panel.last_error
+    assert "broken.json" in panel.last_error and "error" in panel.live.status.text()
     assert "error" in panel.live.status.text() and panel.start_button.isEnabled()
     # A process that dies without the protocol's error event (here: a bad command line) is reported with
     # the tail of its stderr.
@@ -102,8 +110,9 @@ def test_distill_panel_builds_a_distill_config(qtbot, tmp_path):
     panel.teacher_edit.setText(str(tmp_path / "teacher.tflite"))
     panel.alpha_spin.setValue(0.5)
     cfg = panel.build_config()
-    assert cfg["distill"] == {"teacher": str(tmp_path / "teacher.tflite"), "alpha": 0.5, "confidence": 0.5}
-    assert cfg["data"]["train"] == [str(TINY_COCO)] and cfg["train"]["steps"] == 3
+    assert (cfg.distill.teacher, cfg.distill.alpha, cfg.distill.confidence) == (str(tmp_path / "teacher.tflite"),
+                                                                               0.5, 0.5)
+    assert cfg.data.train == [str(TINY_COCO)] and cfg.train.steps == 3
     assert panel.command == "distill" and panel.live is not None  # the same live view as training
 
 
@@ -125,6 +134,6 @@ def test_evaluate_panel_shows_results(qtbot, tmp_path):
         assert panel.start()
     result = got.args[0]
     assert result["subjects"] == 4 and len(result["per_joint"]) == 21
-    assert len(panel.bars.opts["height"]) == 21
+    assert len(panel.bars.opts["width"]) == 21  # horizontal bars: one row per joint
     xs, _ = panel.curve.getData()
     assert len(xs) == 51 and "PCK@0.2" in panel.summary.text() and "95% interval" in panel.summary.text()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QDoubleSpinBox, QLineEdit, QWidget
 
+from app.panels.run_config import toml_value
 from app.panels.train_panel import TrainPanel, path_row
 
 TEACHER_FILTER = "Models (card.json *.tflite *.pkl *.index *.weights.h5);;All files (*)"
@@ -37,11 +38,11 @@ class DistillPanel(TrainPanel):
         self.form.addRow("Teacher confidence", self.confidence_spin)
         super()._add_source_rows()
 
-    def build_config(self) -> dict:
+    def config_overrides(self) -> list[str]:
+        """The training form's overrides plus the teacher's [distill] settings."""
         teacher = self.teacher_edit.text().strip()
         if not teacher:
             raise ValueError("choose a teacher model")
-        config = super().build_config()
-        config["distill"] = {"teacher": str(Path(teacher).resolve()), "alpha": self.alpha_spin.value(),
-                             "confidence": self.confidence_spin.value()}
-        return config
+        distill = {"teacher": str(Path(teacher).resolve()), "alpha": self.alpha_spin.value(),
+                   "confidence": self.confidence_spin.value()}
+        return super().config_overrides() + [f"distill.{k}={toml_value(v)}" for k, v in distill.items()]

@@ -1,5 +1,10 @@
 """EvaluatePanel: run `cpm eval MODEL DATASET --out DIR` as a process and show its results: per-joint PCK
-bars, the PCK-vs-threshold curve and the end-point error, read from the eval.json it writes."""
+bars, the PCK-vs-threshold curve and the end-point error, read from the eval.json it writes.
+
+The per-joint bars lie horizontally, one row per joint with its name on the left axis (21 names under
+vertical bars ran into one string), and the curve's axis shows thresholds as they are (0 to 0.5 box sizes,
+no "(x0.001)" SI rescaling), with both ranges set from the data.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.panels.axes import CategoryAxis, TidyAxis
 from app.panels.train_panel import DATASET_FILTER, path_row
 from app.panels.training_process import TrainingProcess
 
@@ -43,11 +49,18 @@ class EvaluatePanel(QWidget):
         form.addRow("Results", self.out_edit)
         self.run_button = QPushButton("Evaluate")
         self.summary = QLabel("")
-        self.bar_plot = pg.PlotWidget(title="PCK@0.2 per joint")
-        self.bar_plot.setYRange(0, 1, padding=0.02)
-        self.curve_plot = pg.PlotWidget(title="PCK vs threshold")
+        self.joint_axis = CategoryAxis("left")
+        self.bar_plot = pg.PlotWidget(title="PCK@0.2 per joint",
+                                      axisItems={"left": self.joint_axis, "bottom": TidyAxis("bottom")})
+        self.bar_plot.setXRange(0, 1, padding=0.02)
+        self.bar_plot.invertY(True)  # joint 0 at the top, in skeleton order
+        self.bar_plot.setMouseEnabled(x=False, y=True)
+        self.curve_plot = pg.PlotWidget(title="PCK vs threshold",
+                                        axisItems={"left": TidyAxis("left"), "bottom": TidyAxis("bottom")})
         self.curve_plot.setLabel("bottom", "threshold (x box size)")
+        self.curve_plot.setLabel("left", "PCK")
         self.curve_plot.setYRange(0, 1, padding=0.02)
+        self.curve_plot.setXRange(0, 0.5, padding=0.02)
         self.curve = self.curve_plot.plot([], [], pen=pg.mkPen((120, 220, 120), width=2))
         self.bars: pg.BarGraphItem | None = None
         self.log_view = QPlainTextEdit()
@@ -120,12 +133,18 @@ class EvaluatePanel(QWidget):
         values = np.array([np.nan if r["pck"] is None else r["pck"] for r in rows], float)
         if self.bars is not None:
             self.bar_plot.removeItem(self.bars)
-        self.bars = pg.BarGraphItem(x=np.arange(len(rows)), height=np.nan_to_num(values), width=0.7,
+        self.bars = pg.BarGraphItem(x0=0, y=np.arange(len(rows)), width=np.nan_to_num(values), height=0.7,
                                     brush=(90, 160, 255))
         self.bar_plot.addItem(self.bars)
-        self.bar_plot.getAxis("bottom").setTicks([[(i, r["joint"]) for i, r in enumerate(rows)]])
+        self.joint_axis.set_names([r["joint"] for r in rows])
+        self.bar_plot.setYRange(-0.5, len(rows) - 0.5, padding=0.0)
+        self.bar_plot.setXRange(0, 1, padding=0.02)
         curve = result["curve"]
-        self.curve.setData(curve["thresholds"], [np.nan if v is None else v for v in curve["pck"]])
+        thresholds = np.asarray(curve["thresholds"], float)
+        self.curve.setData(thresholds, [np.nan if v is None else v for v in curve["pck"]])
+        if thresholds.size:
+            self.curve_plot.setXRange(float(thresholds.min()), float(thresholds.max()), padding=0.02)
+        self.curve_plot.setYRange(0, 1, padding=0.02)
         pck, epe = result.get("pck"), result.get("epe_px")
         low, high = result.get("pck_ci95") or (None, None)
         interval = f" (95% interval {low:.3f} to {high:.3f})" if low is not None and high is not None else ""

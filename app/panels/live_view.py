@@ -3,6 +3,11 @@ progress with ETA and images/s, and the log. Shared by TrainPanel and DistillPan
 
 Curves are redrawn at most a few times a second: a run logging every step must not cost the GUI thread a
 full redraw per event.
+
+The legends sit beside the plots (they covered the curves), the log-scale loss axis labels only what fits
+(`app.panels.axes`), and the progress bar says "no run" when idle (it read "0 / 1 steps") and ends on the step
+the run really stopped at (the checkpoint and done events carry it; step events come only every log_every
+steps).
 """
 
 from __future__ import annotations
@@ -13,11 +18,14 @@ import pyqtgraph as pg
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QVBoxLayout, QWidget
 
+from app.panels.axes import TidyAxis, legend_beside
 from app.panels.training_process import TrainingProcess
 
 STAGE_COLOURS = [(90, 160, 255), (255, 170, 60), (120, 220, 120), (230, 90, 200), (240, 230, 80), (90, 230, 230)]
 REDRAW_MS = 250
 LOG_LINES = 2000
+IDLE_FORMAT = "no run"
+RUN_FORMAT = "%v / %m steps"
 
 
 def format_eta(seconds: float) -> str:
@@ -30,21 +38,22 @@ def format_eta(seconds: float) -> str:
 class TrainingLiveView(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.loss_plot = pg.PlotWidget(title="loss")
+        self.loss_plot = pg.PlotWidget(title="loss", axisItems={"left": TidyAxis("left"),
+                                                                "bottom": TidyAxis("bottom")})
         self.loss_plot.setLabel("bottom", "step")
         self.loss_plot.setLogMode(y=True)
-        self.loss_plot.addLegend(offset=(5, 5), labelTextSize="8pt")
+        self.loss_legend = legend_beside(self.loss_plot.getPlotItem())
         self.loss_curve = self.loss_plot.plot([], [], pen=pg.mkPen("w", width=2), name="total")
         self.stage_curves: list[pg.PlotDataItem] = []
-        self.pck_plot = pg.PlotWidget(title="validation PCK@0.2")
+        self.pck_plot = pg.PlotWidget(title="validation PCK@0.2", axisItems={"left": TidyAxis("left"),
+                                                                             "bottom": TidyAxis("bottom")})
         self.pck_plot.setLabel("bottom", "step")
         self.pck_plot.setYRange(0, 1, padding=0.02)
-        self.pck_plot.addLegend(offset=(5, 5), labelTextSize="8pt")
+        self.pck_legend = legend_beside(self.pck_plot.getPlotItem())
         self.pck_curve = self.pck_plot.plot([], [], pen=pg.mkPen((120, 220, 120), width=2), symbol="o",
                                             symbolSize=6, name="model")
         self.teacher_line: pg.InfiniteLine | None = None
         self.progress = QProgressBar()
-        self.progress.setFormat("%v / %m steps")
         self.status = QLabel("idle")
         self.log_view = QPlainTextEdit()
         self.log_view.setReadOnly(True)
@@ -80,6 +89,7 @@ class TrainingLiveView(QWidget):
             self.teacher_line = None
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
+        self.progress.setFormat(IDLE_FORMAT)
         self.status.setText("idle")
         self.redraw()
 
@@ -87,8 +97,7 @@ class TrainingLiveView(QWidget):
         process.started.connect(self.on_start)
         process.step.connect(self.on_step)
         process.evaluated.connect(self.on_eval)
-        process.checkpoint.connect(lambda ev: self.append_log(f"checkpoint at step {ev.get('step')}: "
-                                                              f"{ev.get('path')} ({ev.get('reason')})"))
+        process.checkpoint.connect(self.on_checkpoint)
         process.done.connect(self.on_done)
         process.error.connect(lambda msg: self.append_log(f"ERROR: {msg}"))
         process.log.connect(self.append_log)
@@ -102,6 +111,7 @@ class TrainingLiveView(QWidget):
         self._t_start = time.monotonic()
         self.progress.setRange(0, max(self.total_steps, 1))
         self.progress.setValue(self._start_step)
+        self.progress.setFormat(RUN_FORMAT)
         self.status.setText(f"{ev.get('kind', 'run')} started: {ev.get('train_subjects', '?')} training subjects, "
                             f"{ev.get('val_subjects', 0)} validation; {ev.get('machine', '')}")
 
@@ -134,9 +144,21 @@ class TrainingLiveView(QWidget):
                         + (f" (teacher {teacher:.4f})" if teacher is not None else ""))
         self._schedule()
 
+    def on_checkpoint(self, ev: dict) -> None:
+        self.append_log(f"checkpoint at step {ev.get('step')}: {ev.get('path')} ({ev.get('reason')})")
+        self._show_step(ev.get("step"))
+
+    def _show_step(self, step) -> None:
+        """Move the bar to `step` (a checkpoint's or the end's: later than the last step event after a stop)."""
+        if step is not None and self.progress.format() == RUN_FORMAT:
+            self.progress.setValue(max(self.progress.value(), int(step)))
+
     def on_done(self, ev: dict) -> None:
         self.redraw()
+        self._show_step(ev.get("step"))
         how = "stopped" if ev.get("stopped") else "finished"
+        if ev.get("stopped"):
+            self.progress.setFormat("stopped at step %v of %m")
         pck = (ev.get("metrics") or {}).get("pck@0.2")
         self.status.setText(f"{how} at step {ev.get('step')}; model: {ev.get('model')}"
                             + (f"; PCK@0.2 {pck}" if pck is not None else ""))

@@ -1,7 +1,16 @@
 """TrainPanel: set up a `cpm train` run, start it as a process, watch it live, stop it, load the result.
 
-Start writes the settings as `run.toml` into the output folder (so the run can be repeated or resumed from a
-terminal with the same file) and runs `cpm train run.toml --output DIR`.
+Start builds a `training.config.RunConfig` from the form through training's own override parser (a setting or
+value the trainer would refuse is refused in the form), writes it as `run.toml` into the output folder (so the
+run can be repeated or resumed from a terminal with the same file) and runs `cpm train run.toml --output DIR`.
+
+The training data is checked before a process starts: an image, a video or a file whose format cannot be told
+gets one message naming the formats a run reads, and a "Data format" choice picks the matching file or folder
+(a labels or CMU hand set is a folder, which a file dialog cannot pick).
+
+An output folder that already holds a run (its model, checkpoints or metrics.csv) is never overwritten without
+asking: a new folder beside it, resume from its checkpoints, or overwrite (its run outputs are deleted first, so
+old checkpoints do not mix with new ones).
 
 Stop asks the run to stop cleanly and waits for it however long its checkpoint, evaluation and export take (the
 panel says "stopping: saving checkpoint…"); the button then becomes "Kill now", and only a second press ends the
@@ -10,10 +19,12 @@ process at once, losing what the clean stop would have saved.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
+    QAbstractButton,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -28,13 +39,71 @@ from PySide6.QtWidgets import (
 )
 
 from app.panels.live_view import TrainingLiveView
-from app.panels.run_config import parse_overrides, write_run_config
+from app.panels.run_config import build_run_config, split_settings, toml_value, write_run_config
 from app.panels.training_process import TrainingProcess
+from cpm_core.dataset.formats import FORMATS, READ_ONLY_FORMATS, guess_format
+from cpm_core.dataset.issues import DatasetFormatError
+from cpm_core.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from cpm_core.spec import PRESETS
+from training.config import RunConfig
 
 STOP_TEXT, KILL_TEXT = "Stop", "Kill now"
 STOPPING_STATUS = "stopping: saving checkpoint…"
 DATASET_FILTER = "Datasets and annotation projects (*.json *.txt *.tfrecord *.tfrecords);;All files (*)"
+AUTO_FORMAT = "auto"
+# How each dataset format is chosen in a dialog: (a folder?, file filter). The format names are cpm_core's.
+FORMAT_PICK = {"coco": (False, "COCO JSON (*.json)"), "labels": (True, ""), "tfrecord": (False, "TFRecord "
+               "(*.tfrecord *.tfrecords *.record *.tfr)"), "port-tfrecord": (False, "TFRecord (*.tfrecord "
+               "*.tfrecords *.record *.tfr)"), "cmu-hand": (True, ""), "project": (False, "Annotation project "
+               "(*.cpmproj.json)")}
+FORMATS_READ = ("COCO .json, a labels folder (<person>/labels.txt), .tfrecord, a CMU hand folder or an annotation "
+                "project (.cpmproj.json)")
+# What a run leaves in its output folder (training/loop.py): starting another there must ask first.
+RUN_OUTPUTS = ("model", "checkpoints", "metrics.csv")
+NEW, RESUME, OVERWRITE, CANCEL = "new", "resume", "overwrite", "cancel"
+
+
+def check_dataset(path: str, fmt: str = AUTO_FORMAT, what: str = "training data") -> str:
+    """One message if `path` is not a dataset a run can read as `fmt` (AUTO_FORMAT: any), else "".
+
+    `cpm train` tells a dataset's format from its name and contents, as `guess_format` does here (the run
+    configuration has no format setting), so a chosen format must be the one that is told."""
+    p = Path(path)
+    name = p.name or str(p)
+    if not p.exists():
+        return f"{what} not found: {path}"
+    suffix = p.suffix.lower()
+    kind = "an image" if suffix in IMAGE_SUFFIXES else "a video" if suffix in VIDEO_SUFFIXES else ""
+    if kind and p.is_file():
+        return (f"{what}: {name} is {kind}, not a labelled dataset. Training reads {FORMATS_READ}; to label "
+                f"images or a video, make an annotation project in the Annotate tab")
+    try:
+        found = guess_format(p)
+    except DatasetFormatError as exc:
+        reason = str(exc.issue.message).split(";")[0]
+        return f"{what}: {name} is not a dataset a run can read ({reason}). Training reads {FORMATS_READ}"
+    if fmt != AUTO_FORMAT and found != fmt:
+        return (f"{what}: {name} reads as {found}, not {fmt}: choose the {fmt} dataset's "
+                f"{'folder' if FORMAT_PICK[fmt][0] else 'file'}, or the format {found}")
+    return ""
+
+
+def existing_run_outputs(out: Path) -> list[str]:
+    """The outputs of an earlier run in folder `out` (model, non-empty checkpoints, metrics.csv)."""
+    found = []
+    for name in RUN_OUTPUTS:
+        p = out / name
+        if p.is_file() or (p.is_dir() and any(p.iterdir())):
+            found.append(name)
+    return found
+
+
+def free_sibling(out: Path) -> Path:
+    """`out` with the first free suffix -2, -3, ... (a folder that does not exist yet)."""
+    k = 2
+    while (out.parent / f"{out.name}-{k}").exists():
+        k += 1
+    return out.parent / f"{out.name}-{k}"
 
 
 def path_row(edit: QLineEdit, pick) -> QWidget:
@@ -60,6 +129,12 @@ class TrainPanel(QWidget):
         self.form = QFormLayout()
         self.dataset_edit = QLineEdit()
         self.dataset_edit.setPlaceholderText("dataset or annotation project (COCO JSON, labels.txt, TFRecord, ...)")
+        self.format_combo = QComboBox()
+        self.format_combo.addItem("auto (from the name and contents)", AUTO_FORMAT)
+        for fmt in (*FORMATS, *READ_ONLY_FORMATS):
+            self.format_combo.addItem(fmt, fmt)
+        self.format_combo.setToolTip("The training data's format: which file or folder '...' picks, and what the "
+                                     "data is checked to be before a run starts")
         self.val_edit = QLineEdit()
         self.val_edit.setPlaceholderText("optional; empty: hold out 10% of the training data")
         self.preset_combo = QComboBox()
@@ -106,7 +181,8 @@ class TrainPanel(QWidget):
         layout.addWidget(self.live, 1)
         self.last_error = ""
         self.model_path = ""
-        self.start_button.clicked.connect(self.start)
+        self.existing_box: QMessageBox | None = None  # the "folder holds a run" question while it is open
+        self.start_button.clicked.connect(lambda: self.start())
         self.stop_button.clicked.connect(self.stop)
         self.load_button.clicked.connect(lambda: self.model_ready.emit(self.model_path))
         self.process.done.connect(self._on_done)
@@ -120,8 +196,23 @@ class TrainPanel(QWidget):
 
     # -- form --------------------------------------------------------------------------------------------
     def _add_source_rows(self) -> None:
-        self.form.addRow("Training data", path_row(self.dataset_edit, lambda: self._pick_file(self.dataset_edit)))
-        self.form.addRow("Validation data", path_row(self.val_edit, lambda: self._pick_file(self.val_edit)))
+        self.form.addRow("Training data", path_row(self.dataset_edit, lambda: self._pick_data(self.dataset_edit)))
+        self.form.addRow("Data format", self.format_combo)
+        self.form.addRow("Validation data", path_row(self.val_edit, lambda: self._pick_data(self.val_edit)))
+
+    def data_format(self) -> str:
+        return str(self.format_combo.currentData())
+
+    def _pick_data(self, edit: QLineEdit) -> None:
+        """Pick a dataset as the chosen format is stored: a folder (labels, CMU hand) or a file."""
+        fmt = self.data_format()
+        folder, filt = FORMAT_PICK.get(fmt, (False, DATASET_FILTER))
+        if folder:
+            path = QFileDialog.getExistingDirectory(self, f"Choose a {fmt} dataset folder", edit.text())
+            if path:
+                edit.setText(path)
+        else:
+            self._pick_file(edit, filt=f"{filt};;All files (*)" if fmt != AUTO_FORMAT else DATASET_FILTER)
 
     def _pick_file(self, edit: QLineEdit, caption: str = "Choose a dataset", filt: str = DATASET_FILTER) -> None:
         path, _ = QFileDialog.getOpenFileName(self, caption, edit.text(), filt)
@@ -136,38 +227,64 @@ class TrainPanel(QWidget):
     def output_dir(self) -> Path:
         return Path(self.output_edit.text().strip() or "runs/gui").resolve()
 
-    def build_config(self) -> dict:
-        """The run's TOML settings from the form; raises ValueError on a missing or malformed entry."""
+    def config_overrides(self) -> list[str]:
+        """The form as `section.key=value` overrides of training.config (what `cpm train --set` takes); raises
+        ValueError on missing or unreadable data."""
         train = self.dataset_edit.text().strip()
         if not train:
             raise ValueError("choose the training data")
+        problem = check_dataset(train, self.data_format())
         val = self.val_edit.text().strip()
+        if not problem and val:
+            problem = check_dataset(val, AUTO_FORMAT, "validation data")
+        if problem:
+            raise ValueError(problem)
         steps = self.steps_spin.value()
-        data: dict = {"train": [str(Path(train).resolve())]}
-        if val:
-            data["val"] = [str(Path(val).resolve())]
-        else:
-            data["val_split"] = 0.1
         every = max(1, min(10, steps // 50))
-        return {
-            "name": self.output_dir().name,
-            "data": data,
-            "model": {"preset": self.preset_combo.currentText(), "spec": parse_overrides(self.spec_edit.text())},
-            "train": {"steps": steps, "batch": self.batch_spin.value(), "lr": self.lr_spin.value(),
-                      "optimizer": self.optimizer_combo.currentText(), "log_every": every,
-                      "eval_every": max(every, steps // 10), "checkpoint_every": max(every, steps // 10)},
-        }
+        items = {"name": self.output_dir().name, "output": str(self.output_dir()),
+                 "data.train": [str(Path(train).resolve())],
+                 **({"data.val": [str(Path(val).resolve())]} if val else {"data.val_split": 0.1}),
+                 "model.preset": self.preset_combo.currentText(),
+                 "train.steps": steps, "train.batch": self.batch_spin.value(), "train.lr": self.lr_spin.value(),
+                 "train.optimizer": self.optimizer_combo.currentText(), "train.log_every": every,
+                 "train.eval_every": max(every, steps // 10), "train.checkpoint_every": max(every, steps // 10)}
+        overrides = [f"{k}={toml_value(v)}" for k, v in items.items()]
+        return overrides + [f"model.spec.{item.strip()}" for item in split_settings(self.spec_edit.text())]
+
+    def build_config(self) -> RunConfig:
+        """The run's settings from the form, built and validated by training.config; raises ValueError on a
+        missing or malformed entry (with the trainer's own message for a setting it does not take)."""
+        return build_run_config(self.config_overrides())
 
     # -- run ---------------------------------------------------------------------------------------------
     def shutdown(self) -> None:
         self.process.shutdown()
 
-    def start(self) -> bool:
+    def start(self, existing: str | None = None) -> bool:
+        """Start a run from the form. If the output folder holds an earlier run, `existing` (NEW, RESUME or
+        OVERWRITE) says what to do; None asks the user (`ask_existing`)."""
         if self.process.is_running():
             return False
         try:
-            config = self.build_config()
+            self.build_config()  # the form is valid before anything is asked or written
             out = self.output_dir()
+            extra: list[str] = []
+            found = existing_run_outputs(out)
+            if found:
+                choice = existing or self.ask_existing(out, found)
+                if choice == CANCEL:
+                    self.live.status.setText(f"not started: {out} holds a run ({', '.join(found)})")
+                    return False
+                if choice == NEW:
+                    out = free_sibling(out)
+                    self.output_edit.setText(str(out))
+                elif choice == RESUME:
+                    if "checkpoints" not in found:
+                        raise ValueError(f"cannot resume: {out} has no checkpoints")
+                    extra = ["--resume"]
+                elif choice == OVERWRITE:
+                    self._remove_run_outputs(out, found)
+            config = self.build_config()  # again: a new folder changes the run's name and output
             path = write_run_config(out / "run.toml", config)
         except (ValueError, OSError) as exc:
             self._show_error(str(exc))
@@ -177,8 +294,39 @@ class TrainPanel(QWidget):
         self.load_button.setEnabled(False)
         self.live.reset()
         self._set_running(True)
-        self.process.start([self.command, str(path), "--output", str(out)])
+        self.process.start([self.command, str(path), "--output", str(out), *extra])
         return True
+
+    def ask_existing(self, out: Path, found: list[str]) -> str:
+        """Ask what to do with an output folder that holds a run: NEW, RESUME (if it has checkpoints),
+        OVERWRITE or CANCEL. A modal question: nothing has started yet, and nothing may until it is answered."""
+        box = QMessageBox(QMessageBox.Icon.Question, "Output folder holds a run",
+                          f"{out} already holds a run ({', '.join(found)}).\n\nStart in a new folder beside it "
+                          f"({free_sibling(out).name}), resume from its checkpoints, or overwrite it (its model, "
+                          "checkpoints and metrics.csv are deleted first)?", parent=self)
+        buttons: dict[QAbstractButton, str] = {
+            box.addButton("New folder", QMessageBox.ButtonRole.AcceptRole): NEW}
+        if "checkpoints" in found:
+            buttons[box.addButton("Resume", QMessageBox.ButtonRole.AcceptRole)] = RESUME
+        buttons[box.addButton("Overwrite", QMessageBox.ButtonRole.DestructiveRole)] = OVERWRITE
+        buttons[box.addButton(QMessageBox.StandardButton.Cancel)] = CANCEL
+        box.setDefaultButton(next(iter(buttons)))
+        self.existing_box = box
+        try:
+            box.exec()
+        finally:
+            self.existing_box = None
+        return buttons.get(box.clickedButton(), CANCEL)
+
+    def _remove_run_outputs(self, out: Path, found: list[str]) -> None:
+        """Delete an earlier run's outputs (only those: other files in the folder stay)."""
+        for name in found:
+            p = out / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+        self.live.append_log(f"removed the earlier run's {', '.join(found)} from {out}")
 
     def stop(self) -> None:
         """First press: ask for a clean stop and wait for it. Second press (the button now says "Kill now"):
@@ -219,14 +367,16 @@ class TrainPanel(QWidget):
 
     def _on_error(self, message: str) -> None:
         self.last_error = message
-        self._show_error(message)
+        self._show_error(message, logged=True)  # the live view has logged the run's error already
 
     def _on_finished(self, code: int) -> None:
         self._set_running(False)
 
-    def _show_error(self, message: str) -> None:
+    def _show_error(self, message: str, logged: bool = False) -> None:
+        self.last_error = message
         self.live.status.setText(f"error: {message.splitlines()[0] if message else 'unknown'}")
-        self.live.append_log(f"ERROR: {message}")
+        if not logged:
+            self.live.append_log(f"ERROR: {message}")
         if self.isVisible():
             box = QMessageBox(QMessageBox.Icon.Warning, "Run failed", message.splitlines()[0] if message else "",
                               parent=self)
