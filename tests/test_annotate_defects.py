@@ -11,7 +11,7 @@ import pytest
 from app_support import FOLDER, tiny_estimator
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QMouseEvent
-from PySide6.QtWidgets import QApplication, QLabel, QLineEdit, QMainWindow, QPushButton, QTabWidget
+from PySide6.QtWidgets import QApplication, QDialog, QLabel, QLineEdit, QMainWindow, QPushButton, QTabWidget
 
 from app.annotate.canvas import JOINT_RADIUS_PX, predicted_style
 from app.annotate.workspace import AnnotationWorkspace
@@ -98,7 +98,15 @@ def test_keys_work_whatever_has_focus_in_the_main_window(host, qtbot, tmp_path, 
     _activate(qtbot, w)
     w.tabs.tabBar().setFocus()  # focus outside the Annotate tab's widgets
     ann = w.annotate
+    # the folder and file dialogs come and go; without a window manager to re-activate it, the window is left
+    # inactive (so under Xvfb no key reached the tab until a click on the canvas)
+    dialog = QDialog(w)
+    dialog.show()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is dialog, timeout=5000)
+    dialog.close()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is None, timeout=5000)
     assert ann.new_from_folder(images, tmp_path / "p.cpmproj.json"), ann.last_error
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is w, timeout=5000)
     focus = QApplication.focusWidget()
     assert focus is None or not ann.isAncestorOf(focus)  # the situation the user was in
     _key(qtbot, w, Qt.Key.Key_PageDown)

@@ -159,6 +159,14 @@ class AnnotationWorkspace(QWidget):
         self._key_action("Predict frame", self.predict_current, "P")
         self._key_action("Predict unlabelled frames", lambda: self.predict_unlabelled(), "Shift+P")
 
+    def reactivate(self) -> None:
+        """Make this tab's window the active one again if no window of the app is: the tab's keys are window
+        shortcuts, and when a dialog closes (file dialogs, the predict-all progress) nothing re-activates the
+        window without a window manager that does it (seen under Xvfb: N, PgDn, P did nothing until a click
+        on the canvas, which then also placed a joint)."""
+        if QApplication.activeWindow() is None and self.isVisible():
+            self.window().activateWindow()
+
     # ------------------------------------------------------------------ messages
     def _status(self, message: str) -> None:
         self.last_message = message
@@ -200,6 +208,7 @@ class AnnotationWorkspace(QWidget):
             return False
         self.set_project(project, save=False)
         self._status(f"Opened annotation project {path}")
+        self.reactivate()
         return True
 
     def _default_skeleton(self) -> Skeleton:
@@ -255,6 +264,7 @@ class AnnotationWorkspace(QWidget):
             self._error(f"cannot save the project to {project.path}: {exc}")
             return False
         self._status(f"New annotation project {project.path}: {what}")
+        self.reactivate()
         return True
 
     # ------------------------------------------------------------------ dialogs (thin wrappers over the above)
@@ -321,6 +331,7 @@ class AnnotationWorkspace(QWidget):
             path = QFileDialog.getExistingDirectory(self, f"Export as {fmt} into folder", str(self.project.folder))
         if path:
             self.export(path, fmt, background=True)
+        self.reactivate()
 
     # ------------------------------------------------------------------ export
     def export(self, path: str | Path, fmt: str, only_labelled: bool = True, background: bool = False) -> bool:
@@ -646,12 +657,10 @@ class AnnotationWorkspace(QWidget):
             return
         worker = self.worker
         if self.progress is not None:
-            ours = QApplication.activeWindow() in (None, self.progress)  # the user was in this app
             self.progress.reset()
             self.progress.deleteLater()
             self.progress = None
-            if ours and self.isVisible():  # the tab's keys need its window active again (no window manager
-                self.window().activateWindow()  # does it offscreen or on some desktops)
+            self.reactivate()
         if worker is not None:
             word = "cancelled after" if worker.cancelled else "done:"
             self._status(f"Prediction {word} {worker.done} of {len(worker.jobs)} frames; predicted joints are "
