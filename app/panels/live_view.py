@@ -55,6 +55,7 @@ class TrainingLiveView(QWidget):
         self.teacher_line: pg.InfiniteLine | None = None
         self.progress = QProgressBar()
         self.status = QLabel("idle")
+        self.status.setWordWrap(True)  # an error names the formats a run reads: shown whole, not cut at the edge
         self.log_view = QPlainTextEdit()
         self.log_view.setReadOnly(True)
         self.log_view.setMaximumBlockCount(LOG_LINES)
