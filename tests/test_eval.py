@@ -93,6 +93,28 @@ def test_update_card_writes_what_eval_measured(trained_model, tmp_path):
     assert res.returncode != 0 and card_path.read_text() == before
 
 
+def test_update_card_with_another_set_adds_an_entry_and_keeps_the_headline(trained_model, tmp_path):
+    """A second validation set goes into `metrics.evaluations` under its own name and orientation, with its
+    per-joint PCK; the headline (measured on the card's own val set) stays as it was."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(trained_model, model)
+    card_path = model / "card.json"
+    card = json.loads(card_path.read_text())
+    card["provenance"]["val"] = ["some_other/val.json"]
+    card_path.write_text(json.dumps(card))
+    res = cpm("eval", str(model), str(TINY_COCO), "--precision", "float32", "--update-card")
+    assert res.returncode == 0, res.stderr[-2000:]
+    after = json.loads(card_path.read_text())
+    assert after["metrics"]["pck@0.2"] == card["metrics"]["pck@0.2"]
+    assert after["metrics"]["pck_per_joint"] == card["metrics"]["pck_per_joint"]
+    entry = after["metrics"]["evaluations"]["tiny_coco/tiny.json (none)"]
+    printed = float([line.split()[1] for line in res.stdout.splitlines() if line.startswith("mean")][0])
+    assert entry["pck@0.2"] == pytest.approx(printed, abs=1e-4) and entry["subjects"] == 4
+    assert set(entry["pck_per_joint"]) == set(HAND_21.joints)
+
+
 def test_eval_numbers_are_cpm_core_metrics(tmp_path):
     """An untrained model, evaluated in-process: the reported numbers are cpm_core.metrics on the predictions
     mapped back to image pixels."""

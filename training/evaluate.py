@@ -190,6 +190,8 @@ CARD_KEYS = {  # which card metrics an evaluation replaces, by how crops were tu
 def update_card(model_path: str | Path, result: dict, default_orientation: bool) -> Path:
     """Write an evaluation into the model card (atomically): the headline PCK, per-joint PCK and EPE when the
     crops were turned the way the model is used (`default_orientation`), else the oracle / model-alone keys.
+    A dataset other than the card's own validation set (`provenance.val`) gets its own entry in
+    `metrics.evaluations` ("<set> (<orientation>)", with per-joint PCK and interval) and changes no headline.
 
     Why: the card is what `cpm eval` is checked against and what the app shows; after a change to the pipeline
     (cropping, orientation) its numbers are re-measured, not edited by hand."""
@@ -210,6 +212,20 @@ def update_card(model_path: str | Path, result: dict, default_orientation: bool)
         raise ValueError("an evaluation with an angle offset is a diagnostic; it does not go into the card")
     m = card.metrics
     ci = [None if v is None else round(v, 4) for v in result.get("pck_ci95") or (None, None)]
+    from training.loop import dataset_names
+
+    name = dataset_names([str(result["dataset"])])[0]
+    own_val = card.provenance.get("val")
+    if own_val and name not in own_val:
+        # Another set than the one the card's numbers are on (e.g. a second validation set): it gets its own
+        # entry, with its per-joint PCK, and leaves the headline alone.
+        which = f"{name} ({result.get('orientation') or 'none'})"
+        m.setdefault("evaluations", {})[which] = {
+            "dataset": name, "orientation": result.get("orientation"), "pck@0.2": round(result["pck"], 4),
+            "ci95": ci, "ci_block": result.get("ci_block"), "subjects": result["subjects"],
+            "margin": result["margin"], "precision": result["precision"], "pck_per_joint": per_joint}
+        atomic_write_text(card_path, card.to_json())
+        return card_path
     if default_orientation:
         m["pck@0.2_ci95"] = ci
         m["pck@0.2"] = round(result["pck"], 4)
@@ -226,9 +242,7 @@ def update_card(model_path: str | Path, result: dict, default_orientation: bool)
         if joints_key:
             m[joints_key] = per_joint
     which = "headline" if default_orientation else result["orientation"]
-    from training.loop import dataset_names
-
-    m.setdefault("evaluations", {})[which] = {"dataset": dataset_names([str(result["dataset"])])[0],
+    m.setdefault("evaluations", {})[which] = {"dataset": name,
                                               "pck@0.2": round(result["pck"], 4),
                                               "ci95": ci, "ci_block": result.get("ci_block"),
                                               "margin": result["margin"], "precision": result["precision"]}
