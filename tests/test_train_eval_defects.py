@@ -284,16 +284,38 @@ def test_bad_training_data_gets_one_clear_message_and_a_format_choice(qtbot, tmp
     unknown.write_text("1 2 3\n")
     panel.dataset_edit.setText(str(unknown))
     assert panel.start() is False
-    assert "points.txt is not a dataset a run can read" in panel.live.status.text()
+    assert "points.txt is not a dataset a run can tell" in panel.live.status.text()
+    assert "choose its Data format" in panel.live.status.text()
     assert "give the format explicitly" not in panel.live.log_view.toPlainText()
     panel.dataset_edit.setText(str(TINY_COCO))
-    panel.format_combo.setCurrentIndex(formats.index("labels"))
-    assert panel.start() is False and "reads as coco, not labels" in panel.live.status.text()
+    panel.format_combo.setCurrentIndex(formats.index("labels"))  # a folder format for a file
+    assert panel.start() is False and "a labels dataset is a folder" in panel.live.status.text()
+    # a chosen format reaches the run: `cpm train` reads the data as that format (data.format)
+    oddly_named = tmp_path / "hands.data"
+    oddly_named.write_bytes(TINY_COCO.read_bytes())
+    panel.dataset_edit.setText(str(oddly_named))
     panel.format_combo.setCurrentIndex(formats.index("coco"))
-    assert isinstance(panel.build_config(), RunConfig)
+    cfg = panel.build_config()
+    assert isinstance(cfg, RunConfig) and cfg.data.format == "coco"
+    from training.data import load_datasets
+
+    assert len(load_datasets([str(oddly_named)], fmt=cfg.data.format).samples) > 0
+    panel.dataset_edit.setText(str(TINY_COCO))
+    panel.format_combo.setCurrentIndex(0)
+    assert isinstance(panel.build_config(), RunConfig) and panel.build_config().data.format == ""
     # an error the run itself reports is logged once too (the live view logs it; the panel no longer repeats it)
     panel.live.log_view.clear()
     with qtbot.waitSignal(panel.process.finished, timeout=RUN_MS):
         assert panel.start()
     log = panel.live.log_view.toPlainText()
     assert log.count("ERROR: the data is bad") == 1 and panel.last_error == "the data is bad"
+
+
+def test_run_config_refuses_an_unknown_data_format():
+    """`data.format` takes the dataset formats' names (or "" to tell them from the files); a typo is one clear
+    error before any data is read."""
+    from training.config import load_config
+
+    assert load_config(None, ['data.format="cmu-hand"']).data.format == "cmu-hand"
+    with pytest.raises(ValueError, match="data.format 'cocoo' is not a dataset format"):
+        load_config(None, ['data.format="cocoo"'])

@@ -27,6 +27,9 @@ class DataConfig:
     # Groups of joints (names or indices): each training subject is also cached cropped around one group's
     # joints (the groups taken in turn), e.g. head and shoulders, as a webcam shows a person.
     part_crops: list = field(default_factory=list)
+    # The training sets' format (a cpm_core.dataset.formats name: coco, labels, tfrecord, port-tfrecord,
+    # cmu-hand, project); "": told from each file's name and contents. For data whose format cannot be told.
+    format: str = ""
 
 
 @dataclass
@@ -202,6 +205,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         else:
             raise ValueError(f"unknown top-level setting {key!r} (sections: {', '.join(_SECTIONS)}, output, name)")
     _check_augment(cfg)
+    if cfg.data.format:
+        from cpm_core.dataset.formats import FORMATS, READ_ONLY_FORMATS
+
+        if cfg.data.format not in FORMATS + READ_ONLY_FORMATS:
+            raise ValueError(f"data.format {cfg.data.format!r} is not a dataset format "
+                             f"(known: {', '.join(FORMATS + READ_ONLY_FORMATS)}; empty: told from the files)")
     if cfg.data.part_crops and cfg.data.val_split > 0 and not cfg.data.val:
         raise ValueError("data.part_crops with data.val_split would train on parts of the held-out subjects; "
                          "give a separate data.val set")

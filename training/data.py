@@ -152,17 +152,18 @@ def dropped_records_summary(path: str, ds: Dataset) -> str:
     return f"{path}: dropped {len(ds.issues)} malformed record(s): " + "; ".join(parts)
 
 
-def load_datasets(paths: list[str], log: Callable[[str], None] | None = None) -> Dataset:
+def load_datasets(paths: list[str], log: Callable[[str], None] | None = None, fmt: str = "") -> Dataset:
     """Read and concatenate datasets (they must share a joint count); image paths become absolute.
 
     The records each reader refused (see `cpm_core.dataset.issues`) are kept on the result's `issues` and, with
     `log`, reported as one line per dataset: how many and why. Why: they used to vanish silently, and a run on
-    a dataset whose every record was refused failed later with a message that gave no reason."""
+    a dataset whose every record was refused failed later with a message that gave no reason. `fmt` (a format
+    name, `data.format`) reads every path as that format instead of telling it from the name and contents."""
     if not paths:
         raise ValueError("no dataset given")
     merged: Dataset | None = None
     for p in paths:
-        ds = read_dataset(p)
+        ds = read_dataset(p, fmt or None)
         if ds.issues and log:
             log(dropped_records_summary(p, ds))
         for s in ds.samples:

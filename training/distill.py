@@ -124,7 +124,7 @@ def build_distill_data(cfg: RunConfig, teacher, log=None):
     from training.loop import Validation
 
     d = cfg.data
-    train_ds = load_datasets([cfg.resolve(p) for p in d.train])
+    train_ds = load_datasets([cfg.resolve(p) for p in d.train], log, d.format)
     spec = cfg.model_spec(train_ds.skeleton.num_joints)
     joints = train_ds.skeleton.num_joints
     teacher_joints = teacher.spec.num_joints if teacher.kind == "cpm" else teacher.num_joints
@@ -202,8 +202,12 @@ def run(args: argparse.Namespace) -> int:
         if not cfg.distill.teacher:
             raise ValueError("no teacher: set distill.teacher (a CPM model or a .tflite keypoint model)")
         from training.data import make_pipeline
-        from training.loop import StopFlag, run_loop
+        from training.loop import StopFlag, make_strategy, run_loop
         from training.teachers import check_stage_map, load_teacher
+
+        # Before any tensor exists (the teacher's model included): MultiWorkerMirroredStrategy configures the
+        # collective ops at start-up, as in `cpm train`.
+        strategy = make_strategy(cfg.train.strategy)
 
         def log(m: str) -> None:
             print(m, file=sys.stderr)
@@ -231,7 +235,8 @@ def run(args: argparse.Namespace) -> int:
         pipeline = make_pipeline(cache, spec.input_size, spec.stride, cfg.train.batch, cfg.augment,
                                  cfg.data.cache_scale, cfg.train.sigma, seed=cfg.train.seed)
         run_loop(cfg, spec, skeleton, pipeline, val, events, stop, args.resume, "distill", loss_fn=loss_fn,
-                 extra_card=extra, steps_per_epoch=max(1, len(cache) // cfg.train.batch), num_train=len(cache))
+                 extra_card=extra, steps_per_epoch=max(1, len(cache) // cfg.train.batch), num_train=len(cache),
+                 strategy=strategy)
         return 0
     except Exception as exc:  # the protocol promises an `error` event, whatever went wrong
         traceback.print_exc(file=sys.stderr)

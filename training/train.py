@@ -57,7 +57,7 @@ def build_data(cfg: RunConfig, spec_joints: int | None = None, log=None):
     from training.data import build_cache, load_datasets
     from training.loop import Validation
 
-    train_ds = load_datasets([cfg.resolve(p) for p in cfg.data.train], log)
+    train_ds = load_datasets([cfg.resolve(p) for p in cfg.data.train], log, cfg.data.format)
     spec = cfg.model_spec(train_ds.skeleton.num_joints if spec_joints is None else spec_joints)
     if spec.num_joints != train_ds.skeleton.num_joints:
         raise ValueError(f"the model predicts {spec.num_joints} joints but the dataset has "

@@ -66,8 +66,9 @@ NEW, RESUME, OVERWRITE, CANCEL = "new", "resume", "overwrite", "cancel"
 def check_dataset(path: str, fmt: str = AUTO_FORMAT, what: str = "training data") -> str:
     """One message if `path` is not a dataset a run can read as `fmt` (AUTO_FORMAT: any), else "".
 
-    `cpm train` tells a dataset's format from its name and contents, as `guess_format` does here (the run
-    configuration has no format setting), so a chosen format must be the one that is told."""
+    With AUTO_FORMAT, `cpm train` tells the format from the name and contents, as `guess_format` does here, so
+    the data must be one it can tell; a chosen format is passed to the run (`data.format`), which reads the
+    data as that format, so only a file-or-folder mismatch is refused here."""
     p = Path(path)
     name = p.name or str(p)
     if not p.exists():
@@ -77,14 +78,19 @@ def check_dataset(path: str, fmt: str = AUTO_FORMAT, what: str = "training data"
     if kind and p.is_file():
         return (f"{what}: {name} is {kind}, not a labelled dataset. Training reads {FORMATS_READ}; to label "
                 f"images or a video, make an annotation project in the Annotate tab")
+    if fmt != AUTO_FORMAT:
+        folder = FORMAT_PICK[fmt][0]
+        if folder != p.is_dir():
+            return (f"{what}: a {fmt} dataset is a {'folder' if folder else 'file'}, and {name} is "
+                    f"{'a folder' if p.is_dir() else 'a file'}: choose the {fmt} dataset's "
+                    f"{'folder' if folder else 'file'}, or another format")
+        return ""
     try:
-        found = guess_format(p)
+        guess_format(p)
     except DatasetFormatError as exc:
         reason = str(exc.issue.message).split(";")[0]
-        return f"{what}: {name} is not a dataset a run can read ({reason}). Training reads {FORMATS_READ}"
-    if fmt != AUTO_FORMAT and found != fmt:
-        return (f"{what}: {name} reads as {found}, not {fmt}: choose the {fmt} dataset's "
-                f"{'folder' if FORMAT_PICK[fmt][0] else 'file'}, or the format {found}")
+        return (f"{what}: {name} is not a dataset a run can tell ({reason}). Training reads {FORMATS_READ}; "
+                f"if it is one of those, choose its Data format")
     return ""
 
 
@@ -243,6 +249,7 @@ class TrainPanel(QWidget):
         every = max(1, min(10, steps // 50))
         items = {"name": self.output_dir().name, "output": str(self.output_dir()),
                  "data.train": [str(Path(train).resolve())],
+                 **({"data.format": self.data_format()} if self.data_format() != AUTO_FORMAT else {}),
                  **({"data.val": [str(Path(val).resolve())]} if val else {"data.val_split": 0.1}),
                  "model.preset": self.preset_combo.currentText(),
                  "train.steps": steps, "train.batch": self.batch_spin.value(), "train.lr": self.lr_spin.value(),
