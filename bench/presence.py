@@ -15,7 +15,7 @@ Run the rows in separate calls on a busy machine: with a training run on the sam
   shorter side each (a hand-sized window, what the tracker looks at after losing a hand), seeded.
 - Labelled hands: every hand with >= 3 labelled joints in `hand_more/val.json` and `hand_pseudo/val.json`,
   cropped as `cpm eval` crops it (`CropBox.around(box, card margin)`) and turned as the app does on a first
-  frame (palm detector for angle and side, else the search: `orientation.search_upright`), counted as a pass
+  frame (palm detector for angle and side, else the search: `upright.search_upright`), counted as a pass
   when its presence is above 0.5. These val files were never used to choose anything.
 
 `--limit N` takes every k-th item so that at most N of each kind run (say so when quoting numbers). With
@@ -49,8 +49,8 @@ def _every(items: list, limit: int | None) -> list:
 def hand_results(estimator, dataset: Path, limit: int | None = None, palm=None, min_joints: int = 3):
     """(name, PoseResult) for each labelled hand of `dataset`, cropped as `cpm eval` and turned as the app does."""
     from cpm_core.dataset.formats import read_dataset
-    from cpm_core.orientation import search_upright
     from cpm_core.preprocess import CropBox
+    from cpm_core.upright import search_upright
     from training.data import iter_subjects
 
     margin = float((estimator.card.provenance or {}).get("crop_margin") or 1.6)
@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from cpm_core.estimator import PoseEstimator
-    from cpm_core.orientation import UprightFollower, default_palm_detector
     from cpm_core.presence import TUNING_EVERY
+    from cpm_core.upright import UprightFollower, default_palm_detector
     from cpm_core.weights import default_model_path
 
     model = args.model or str(default_model_path("hand"))

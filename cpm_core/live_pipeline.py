@@ -27,7 +27,6 @@ import numpy as np
 
 from cpm_core.detection import Detector, MultiPoseEstimator, make_detector
 from cpm_core.estimator import PoseEstimator, PoseResult
-from cpm_core.orientation import UprightFollower
 from cpm_core.pose_frame import (
     PipelineCounts,
     PoseFrame,
@@ -40,6 +39,7 @@ from cpm_core.presence import THRESHOLD as PRESENCE_THRESHOLD
 from cpm_core.skeleton import Skeleton
 from cpm_core.subject_size import subject_too_small
 from cpm_core.tracking import KalmanSmoother, SelfTracker
+from cpm_core.upright import UprightFollower
 
 POST_QUEUE = 4  # frames the post thread may fall behind before it holds the model back
 
@@ -176,6 +176,8 @@ class LivePipeline:
         with self._cond:
             if self._pending is not None:
                 self.dropped += 1
+                if self._pending.restart:  # a seek's first frame replaced: the restart is not lost with it
+                    packet.restart = True
             self._pending = packet
             self.captured += 1
             self._cond.notify_all()
@@ -481,7 +483,8 @@ class LivePipeline:
             skeleton=out.skeleton, raw=raw, smoothed=smoothed, kalman=out.kalman, crop=crop, counts=out.counts,
             latency_ms=(time.perf_counter() - packet.captured_at) * 1e3, timings=timings, track=out.track,
             reductions=reductions,
-            subjects=subjects, detector=out.detector, presence=presence, small_subject=small)
+            subjects=subjects, detector=out.detector, presence=presence, small_subject=small,
+            restart=packet.restart)
         self._record(packet, pose)
         self.on_result(pose)
         return pose

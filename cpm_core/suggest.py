@@ -213,7 +213,7 @@ def score_sources(estimator, sources: Sequence[str | Path], every: int = 1,
     `cancelled()` true stops early (the frames scored so far are returned). Sources that cannot be opened raise
     `SourceError`. The `bones` component needs every frame's features and is filled in at the end."""
     from cpm_core.dataset.check import instance_features  # noqa: PLC0415 - dataset package only when scoring
-    from cpm_core.orientation import UprightFollower  # noqa: PLC0415 - imports the palm detector
+    from cpm_core.upright import UprightFollower  # noqa: PLC0415 - imports the palm detector
 
     if every < 1:
         raise ValueError(f"every must be at least 1, got {every}")

@@ -57,9 +57,9 @@ def test_training_step_runs_the_loops_loss_and_learns(tiny_spec) -> None:
 
 @pytest.mark.skipif(not (TEACHER.exists() and VIDEO.exists()), reason="shared teacher model or video missing")
 def test_teacher_runs_the_bare_rows_follower_and_returns_21_joints_in_frame_pixels() -> None:
-    from cpm_core.orientation import UprightFollower
     from cpm_core.preprocess import CropBox
     from cpm_core.sources import VideoReader
+    from cpm_core.upright import UprightFollower
 
     teacher = _bench_module("pipeline").TeacherEstimator(TEACHER, threads=1)
     assert teacher.size == 224

@@ -8,18 +8,11 @@ import pytest
 
 from cpm_core.estimator import PoseResult
 from cpm_core.model_card import ModelCard
-from cpm_core.orientation import (
-    SEARCH_ANGLES,
-    UprightFollower,
-    label_angle,
-    model_orientation,
-    pose_angle,
-    search_upright,
-    wrap,
-)
+from cpm_core.orientation import label_angle, model_orientation, pose_angle, wrap
 from cpm_core.preprocess import CropBox, CropTransform
 from cpm_core.skeleton import COCO_17, HAND_21
 from cpm_core.spec import get_preset
+from cpm_core.upright import SEARCH_ANGLES, UprightFollower, search_upright
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 
@@ -125,7 +118,7 @@ def test_follower_searches_once_then_turns_with_the_subject():
 
 
 def test_without_a_crop_the_follower_follows_the_hand_with_the_training_margin():
-    from cpm_core.orientation import pose_box
+    from cpm_core.upright import pose_box
 
     est = AngleSensitiveEstimator(0.0)
     follower = UprightFollower(est, palm=None)
@@ -229,7 +222,7 @@ def test_palm_hint_gives_angle_and_side_of_a_real_hand():
     """The bundled palm detector on a real upright hand photo, turned by 90 degrees and mirrored."""
     import cv2
 
-    from cpm_core.orientation import default_palm_detector, palm_hint
+    from cpm_core.upright import default_palm_detector, palm_hint
 
     palm = default_palm_detector()
     assert palm is not None
@@ -249,11 +242,11 @@ def test_palm_hint_gives_angle_and_side_of_a_real_hand():
 
 @pytest.mark.parametrize("palm_finds", [True, False])
 def test_a_guessed_side_is_checked_again_sooner_than_one_the_palm_gave(monkeypatch, palm_finds):
-    import cpm_core.orientation as orientation
+    import cpm_core.upright as upright
 
     est = AngleSensitiveEstimator(20.0)
     hint = (20.0, False, CropBox(100.0, 100.0, 120.0, 20.0)) if palm_finds else None
-    monkeypatch.setattr(orientation, "palm_hint", lambda palm, frame, box, context=1.25: hint)
+    monkeypatch.setattr(upright, "palm_hint", lambda palm, frame, box, context=1.25: hint)
     follower = UprightFollower(est, palm=object(), recheck_every=30)
     kinds = [follower.predict(np.zeros((200, 200, 3), np.uint8), CropBox(100.0, 100.0, 120.0)).oriented_by
              for _ in range(12)]

@@ -37,14 +37,9 @@ def collect_predictions(estimator, ds, margin: float, min_joints: int, batch: in
     or "label" (the labelled angle and side: an oracle that shows what perfect ones would give, never the
     headline number). `angle_offset`: degrees added to every crop's angle ("none" and "label" only), to
     measure how much the PCK depends on the exact angle."""
-    from cpm_core.orientation import (
-        default_palm_detector,
-        label_angle,
-        label_mirror,
-        model_chirality,
-        search_upright,
-    )
+    from cpm_core.orientation import label_angle, label_mirror, model_chirality
     from cpm_core.preprocess import CropBox
+    from cpm_core.upright import default_palm_detector, search_upright
     from training.data import iter_subjects
 
     if orientation not in ("none", "search", "palm", "label"):

@@ -15,7 +15,7 @@ import numpy as np
 from PySide6.QtCore import Signal
 
 from app.background import JobControl, WorkerJob
-from cpm_core.orientation import UprightFollower
+from cpm_core.upright import UprightFollower
 
 
 class PredictionWorker(WorkerJob):

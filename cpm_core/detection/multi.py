@@ -12,9 +12,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from cpm_core.detection.base import Detection, Detector
+from cpm_core.detection.palm import PALM_FAR_SIDE, PALM_THUMB_SIDE
 from cpm_core.detection.tracker import MultiSubjectTracker
 from cpm_core.estimator import PoseEstimator, PoseResult
-from cpm_core.orientation import PALM_FAR_SIDE, PALM_THUMB_SIDE, model_chirality, thumb_on_right
+from cpm_core.orientation import model_chirality, thumb_on_right
 from cpm_core.preprocess import CropBox
 
 

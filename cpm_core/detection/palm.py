@@ -19,7 +19,10 @@ from cpm_core.detection.ssd import RawDetection, SsdModel
 from cpm_core.orientation import angle_of
 from cpm_core.preprocess import CropBox
 
-WRIST, MIDDLE_BASE = 0, 2  # palm keypoints used to turn the hand upright
+# The palm detector's keypoints (MediaPipe's order) that the hand pipeline reads, named once here: the wrist and
+# the middle-finger base give "up" (`upright_angle`), the index- and little-finger bases the palm's thumb side
+# and far side (`cpm_core.orientation.thumb_on_right`, used by `cpm_core.upright` and `detection.multi`).
+PALM_WRIST, PALM_THUMB_SIDE, PALM_MIDDLE, PALM_FAR_SIDE = 0, 1, 2, 4
 
 
 def default_palm_model() -> Path:
@@ -42,7 +45,7 @@ def hand_crop(xyxy: np.ndarray, keypoints: np.ndarray, scale: float = 2.6, shift
     centre moved `shift` palm-box heights towards the fingers (along the rotated vertical axis)."""
     x0, y0, x1, y1 = (float(v) for v in xyxy)
     w, h = x1 - x0, y1 - y0
-    angle = upright_angle(keypoints[WRIST], keypoints[MIDDLE_BASE])
+    angle = upright_angle(keypoints[PALM_WRIST], keypoints[PALM_MIDDLE])
     a = math.radians(angle)
     up = (math.sin(a), -math.cos(a))
     cx = (x0 + x1) / 2.0 + shift * h * up[0]
