@@ -19,8 +19,11 @@ One walk over the architecture (`_walk`) drives both the Keras builder and the p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from cpm_core.spec import ModelSpec
+if TYPE_CHECKING:  # annotations only: ModelSpec.gflops asks this module for a mobile model's plan, so a runtime
+    # import of cpm_core.spec here would make the two import each other.
+    from cpm_core.spec import ModelSpec
 
 # (expansion, output channels, stride, repeats) per trunk level; the first stride-2 step is the stem.
 _STEM = (16, 32)  # two plain 3x3 stride-2 convolutions: full-resolution depthwise layers cost more
@@ -206,7 +209,7 @@ class _KerasOps:
         return self.keras.layers.Concatenate(axis=-1, name=name, dtype=self.policy)(parts)
 
     def centre(self, features):
-        from cpm_core.network import CentreMap
+        from cpm_core.centre_map import CentreMap
 
         if self._centre is None:
             self._centre = CentreMap(self.spec.input_size, self.spec.stride, name="centre_map",

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine (Xvfb and the X libraries Qt's xcb plugin loads,
 # for the tests that open a real window), makes or reuses .venv with the project and its test extras
-# (scripts/venv.sh: python3 only, no `python` command and no system-wide pip needed), then runs the tests from it.
+# (scripts/venv.sh: python3 only, no `python` command and no system-wide pip needed), then checks the import
+# contracts (`lint-imports`) and runs the tests from it.
 # Arguments go to pytest: `bash scripts/test.sh tests/test_core.py -k skeleton`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,4 +15,7 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   fi
 fi
 export QT_QPA_PLATFORM=offscreen
+# The layering rules first (pyproject.toml [tool.importlinter]: no Qt in cpm_core/training, cpm_core never imports
+# training, no import cycles in cpm_core): a broken contract fails the run before any test.
+CPM_EXTRAS=test bash scripts/venv.sh lint-imports --no-cache
 CPM_EXTRAS=test bash scripts/venv.sh python -m pytest -q -p no:cacheprovider "$@"

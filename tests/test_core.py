@@ -10,10 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cpm_core.centre_map import centre_map
 from cpm_core.estimator import PoseEstimator
 from cpm_core.heatmaps import decode_heatmaps, encode_heatmaps, grid_to_input, input_to_grid
 from cpm_core.model_card import ModelCard
-from cpm_core.network import build_cpm, centre_map
+from cpm_core.network import build_cpm
 from cpm_core.preprocess import CropBox, CropTransform
 from cpm_core.skeleton import BODY_14, COCO_17, HAND_21, Skeleton, get_skeleton
 from cpm_core.spec import PRESETS, ModelSpec
