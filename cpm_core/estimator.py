@@ -15,7 +15,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cpm_core.heatmaps import DEFAULT_SIGMA, decode_heatmaps, grid_to_input, stage_peak_confidence
+from cpm_core.heatmaps import DEFAULT_SIGMA, decode_predictions, grid_to_input, stage_peak_confidence
 from cpm_core.model_card import ModelCard
 from cpm_core.network import cpu_has_fast_bfloat16
 from cpm_core.preprocess import CropBox, CropTransform
@@ -131,7 +131,7 @@ class PoseEstimator:
 
     def _result(self, heatmaps: np.ndarray, transform: CropTransform, timings: dict) -> PoseResult:
         t = time.perf_counter()
-        grid = decode_heatmaps(heatmaps[-1], self.spec.num_joints, self.card.blur_sigma)
+        grid = decode_predictions(heatmaps[-1], self.spec.num_joints, self.card.blur_sigma)
         xy_in = grid_to_input(grid[:, :2], self.spec.stride)
         xy = transform.to_frame(xy_in)
         kp = np.concatenate([xy, grid[:, 2:3]], axis=1).astype(np.float32)

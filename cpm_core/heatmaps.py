@@ -43,8 +43,12 @@ def encode_heatmaps(grid_xy: np.ndarray, visible: np.ndarray, size: int, sigma: 
     return maps.astype(np.float32)
 
 
-def decode_heatmaps(heatmaps: np.ndarray, num_joints: int | None = None, blur_sigma: float = 0.0) -> np.ndarray:
-    """Peaks of (..., h, w, C) heatmaps -> (..., J, 3): x, y in grid cells and a confidence in [0, 1].
+def decode_predictions(heatmaps: np.ndarray, num_joints: int | None = None, blur_sigma: float = 0.0) -> np.ndarray:
+    """Peaks of a model's (..., h, w, C) heatmaps -> (..., J, 3): x, y in grid cells and a confidence in [0, 1].
+
+    Named for its role, the model's output: a dataset's stored label heatmaps (the port's TFRecord layout) are
+    read back to labelled keypoints by `cpm_core.dataset.heatmaps.decode_heatmaps` instead, with a visibility
+    threshold and edge rules of its own.
 
     The first `num_joints` channels are decoded (default: all but the background). With `blur_sigma` 0 the
     peak is the arg-max refined by a parabola through it and its neighbours along each axis (what the port's

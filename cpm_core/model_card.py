@@ -28,7 +28,7 @@ class ModelCard:
     provenance: dict = field(default_factory=dict)  # source file, data, recipe, steps, wall time, machine
     metrics: dict = field(default_factory=dict)  # validation PCK per joint and mean, frames/s, ...
     # How heatmaps become joints: {"method": "dark", "blur_sigma": cells} for models trained here (DARK decoding
-    # with the training targets' sigma, see cpm_core.heatmaps.decode_heatmaps); absent or "peak" for the
+    # with the training targets' sigma, see cpm_core.heatmaps.decode_predictions); absent or "peak" for the
     # port's weights, which keep the plain peak that their published results were measured with.
     decoding: dict = field(default_factory=dict)
 
@@ -46,7 +46,7 @@ class ModelCard:
 
     @property
     def blur_sigma(self) -> float:
-        """The smoothing `decode_heatmaps` uses for this model's heatmaps (0: plain peak)."""
+        """The smoothing `decode_predictions` uses for this model's heatmaps (0: plain peak)."""
         return float(self.decoding["blur_sigma"]) if self.decoding.get("method") == "dark" else 0.0
 
     @classmethod

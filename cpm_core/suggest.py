@@ -42,7 +42,7 @@ import cv2
 import numpy as np
 
 from cpm_core.atomic_io import atomic_write_bytes, atomic_write_text
-from cpm_core.heatmaps import decode_heatmaps
+from cpm_core.heatmaps import decode_predictions
 from cpm_core.presence import THRESHOLD as PRESENCE_THRESHOLD
 from cpm_core.sources import SourceError, classify, folder_images, read_image
 
@@ -106,14 +106,14 @@ def heatmap_uncertainty(heatmaps: np.ndarray, num_joints: int) -> dict[str, floa
     for a one-stage model), low and multi-modal peaks."""
     hm = np.nan_to_num(np.asarray(heatmaps, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     last = hm[-1][..., :num_joints]
-    dec = decode_heatmaps(hm[-1], num_joints)
+    dec = decode_predictions(hm[-1], num_joints)
     size = pose_size(dec[:, :2], floor=2.0)
     out = {"low_peak": float(1.0 - np.clip(dec[:, 2], 0.0, 1.0).mean())}
     peaks = np.stack(np.unravel_index(last.reshape(-1, num_joints).argmax(axis=0), last.shape[:2]), axis=1)
     out["multimodal"] = float(_rival_ratio(last, peaks).mean())
     if len(hm) >= 2:
         prev = hm[-2][..., :num_joints]
-        dec_prev = decode_heatmaps(hm[-2], num_joints)
+        dec_prev = decode_predictions(hm[-2], num_joints)
         shift = np.linalg.norm(dec[:, :2] - dec_prev[:, :2], axis=1).mean() / size
         out["stage_shift"] = float(min(1.0, shift / SHIFT_FULL))
         out["stage_divergence"] = float(_js_divergence(last, prev).mean())

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from cpm_core.centre_map import centre_map
 from cpm_core.estimator import PoseEstimator
-from cpm_core.heatmaps import decode_heatmaps, encode_heatmaps, grid_to_input, input_to_grid
+from cpm_core.heatmaps import decode_predictions, encode_heatmaps, grid_to_input, input_to_grid
 from cpm_core.model_card import ModelCard
 from cpm_core.network import build_cpm
 from cpm_core.preprocess import CropBox, CropTransform
@@ -76,7 +76,7 @@ def test_encode_decode_is_subpixel_exact(x, y):
     assert hm.shape == (32, 32, 3)
     assert hm[..., 1].max() == 0.0  # an absent joint has no target
     np.testing.assert_allclose(hm[..., 2], 1.0 - hm[..., 0], atol=1e-6)
-    dec = decode_heatmaps(hm, num_joints=1)
+    dec = decode_predictions(hm, num_joints=1)
     assert abs(dec[0, 0] - x) < 0.15 and abs(dec[0, 1] - y) < 0.15
     assert dec[0, 2] > 0.6
 
@@ -85,7 +85,7 @@ def test_decode_handles_nan_and_batches():
     hm = np.zeros((2, 16, 16, 3), np.float32)
     hm[0, 4, 9, 0] = 0.8
     hm[1, ..., 1] = np.nan
-    out = decode_heatmaps(hm)
+    out = decode_predictions(hm)
     assert out.shape == (2, 2, 3)
     assert tuple(out[0, 0, :2]) == (9.0, 4.0) and out[0, 0, 2] == pytest.approx(0.8)
     assert out[1, 1, 2] == 0.0 and np.isfinite(out).all()
@@ -97,7 +97,7 @@ def test_dark_decoding_finds_the_target_centre(fx, fy, sigma):
     lo, hi = 2 * sigma + 1, 31 - 2 * sigma - 1  # nearer the edge the smoothing is cut off (next test)
     x, y = lo + fx * (hi - lo), lo + fy * (hi - lo)
     hm = encode_heatmaps(np.array([[x, y]]), np.array([True]), 32, sigma=sigma)
-    dec = decode_heatmaps(hm, num_joints=1, blur_sigma=sigma)
+    dec = decode_predictions(hm, num_joints=1, blur_sigma=sigma)
     assert abs(dec[0, 0] - x) < 0.05 and abs(dec[0, 1] - y) < 0.05  # the parabola alone is off by up to ~0.1
     assert dec[0, 2] == pytest.approx(hm[..., 0].max())
 
@@ -107,8 +107,8 @@ def test_dark_decoding_prefers_a_broad_mode_to_a_one_cell_spike():
     and stray one-cell spikes elsewhere; the plain peak takes the spike."""
     hm = encode_heatmaps(np.array([[20.3, 10.6]]), np.array([True]), 32, sigma=2.0, background=False) * 0.8
     hm[5, 6, 0] = 0.9  # a stray spike, higher than the blob
-    plain = decode_heatmaps(hm, 1)
-    dark = decode_heatmaps(hm, 1, blur_sigma=2.0)
+    plain = decode_predictions(hm, 1)
+    dark = decode_predictions(hm, 1, blur_sigma=2.0)
     assert tuple(plain[0, :2]) == (6.0, 5.0)
     assert abs(dark[0, 0] - 20.3) < 0.3 and abs(dark[0, 1] - 10.6) < 0.3
     assert dark[0, 2] == pytest.approx(hm[10:12, 19:22, 0].max())  # the blob's own peak, not the spike's
@@ -119,7 +119,7 @@ def test_dark_decoding_at_the_border_stays_at_the_border(xy):
     """Smoothing cuts off a peak at the map's edge (the Newton step would pull it inwards); there the raw
     peak and its parabola are used."""
     hm = encode_heatmaps(np.array([xy]), np.array([True]), 32, sigma=2.0)
-    dec = decode_heatmaps(hm, 1, blur_sigma=2.0)
+    dec = decode_predictions(hm, 1, blur_sigma=2.0)
     assert abs(dec[0, 0] - xy[0]) < 0.6 and abs(dec[0, 1] - xy[1]) < 0.6
     assert dec[0, 2] == pytest.approx(hm[..., 0].max())
 
@@ -128,7 +128,7 @@ def test_dark_decoding_handles_nan_flat_maps_and_batches():
     hm = np.zeros((2, 3, 16, 16, 4), np.float32)
     hm[0, 1, 4, 9, 0] = 0.8
     hm[1, 2, ..., 1] = np.nan
-    out = decode_heatmaps(hm, blur_sigma=2.0)
+    out = decode_predictions(hm, blur_sigma=2.0)
     assert out.shape == (2, 3, 3, 3) and np.isfinite(out).all()
     assert tuple(np.round(out[0, 1, 0, :2])) == (9.0, 4.0) and out[0, 1, 0, 2] == pytest.approx(0.8)
     assert out[1, 2, 1, 2] == 0.0

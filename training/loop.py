@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from cpm_core.atomic_io import atomic_write_text
-from cpm_core.heatmaps import decode_heatmaps, grid_to_input
+from cpm_core.heatmaps import decode_predictions, grid_to_input
 from cpm_core.metrics import end_point_error, pck
 from cpm_core.model_card import ModelCard
 from cpm_core.network import build_cpm, cpu_has_fast_bfloat16, fold_batch_norm
@@ -230,7 +230,7 @@ def evaluate_model(model: keras.Model, spec: ModelSpec, val: Validation, batch: 
     for i in range(0, len(val.images), batch):
         x = val.images[i:i + batch].astype(np.float32) / 256.0 - 0.5
         hm = fn(tf.constant(x)).numpy()
-        grid = decode_heatmaps(hm, spec.num_joints, blur_sigma)
+        grid = decode_predictions(hm, spec.num_joints, blur_sigma)
         preds.append(grid_to_input(grid[..., :2], spec.stride))
     pred = np.concatenate(preds)
     per_joint, mean = pck(pred, val.keypoints, val.labelled, val.norm, 0.2)

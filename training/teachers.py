@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from cpm_core.heatmaps import decode_heatmaps, grid_to_input
+from cpm_core.heatmaps import decode_predictions, grid_to_input
 from cpm_core.model_card import ModelCard
 from cpm_core.runtimes import tflite_interpreter
 
@@ -91,7 +91,7 @@ class CpmTeacher:
         out, conf = [], []
         for i in range(0, len(images), batch):
             x = self.normalise(tf.constant(images[i:i + batch], tf.float32))
-            grid = decode_heatmaps(self._forward(x).numpy()[:, -1], self.spec.num_joints, self.card.blur_sigma)
+            grid = decode_predictions(self._forward(x).numpy()[:, -1], self.spec.num_joints, self.card.blur_sigma)
             out.append(grid_to_input(grid[..., :2], self.spec.stride))
             conf.append(grid[..., 2].mean(axis=-1))
         return np.concatenate(out).astype(np.float32), np.concatenate(conf)
