@@ -2,22 +2,20 @@
 
 All per-frame logic (the newest-frame mailbox, the model step, the post step, recording) is the Qt-free pipeline;
 this class only runs its model loop in a QThread and turns its callbacks into Qt signals, which reach the GUI
-thread queued. `PoseFrame`, `SubjectPose` and `stage_reductions` live in `cpm_core.pose_frame`; they are
-re-exported here only for modules that have not moved yet (app/plots.py, tests/test_presence.py).
+thread queued. `PoseFrame` and its parts live in `cpm_core.pose_frame`; the post step is the pipeline's public
+`LivePipeline.finish`.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from PySide6.QtCore import QThread, Signal
 
 from cpm_core.estimator import PoseEstimator
-from cpm_core.live_pipeline import FramePacket, LivePipeline, ModelOutput
-from cpm_core.pose_frame import PipelineCounts, PoseFrame, SubjectPose, TrackState, stage_reductions
+from cpm_core.live_pipeline import FramePacket, LivePipeline
 
-__all__ = ["InferenceWorker", "PoseFrame", "SubjectPose", "stage_reductions"]
+__all__ = ["InferenceWorker"]
 
 
 class InferenceWorker(QThread):
@@ -76,11 +74,3 @@ class InferenceWorker(QThread):
 
     def stop(self) -> None:
         self.pipeline.stop()
-
-    def _finish(self, packet: FramePacket, estimator, result, counts: tuple[int, int, int],
-                state: tuple[bool, bool, bool, float], t0: float, presence: float = 1.0) -> PoseFrame:
-        """Deprecated: the old post step's positional signature, kept only for tests/test_presence.py until it
-        calls `pipeline.finish(ModelOutput(...))`; `presence` is read from `result` there anyway."""
-        kalman, tracking, lost, score = state
-        return self.pipeline.finish(ModelOutput(packet, estimator.card.skeleton, result, PipelineCounts(*counts),
-                                                kalman, t0 or time.perf_counter(), TrackState(tracking, lost, score)))

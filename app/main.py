@@ -46,6 +46,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "is shown)")
     p.add_argument("--screenshot", help="save a PNG of the whole window after --frames frames")
     p.add_argument("--quit", action="store_true", help="exit after the frames are rendered (no dialogs)")
+    p.add_argument("--record", metavar="OUT.mp4", help="record the annotated video and the keypoints (OUT.mp4, "
+                   ".json, .csv) from the first frame, as File > Record (Ctrl+R) does: every source frame, real time "
+                   "off; with --frames N, the first N frames")
     p.add_argument("--tracking", action="store_true", help="start with the self-tracking crop on")
     p.add_argument("--detect", action="store_true", help="start with subject detection on (several subjects, "
                    "anywhere in the frame, each with its own id)")
@@ -95,12 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     from cpm_core.sources import SourceError
 
     source = args.source or default_sample()
+    source_fps = None
     if source is not None:
         try:
-            open_source(source).close()
+            probe = open_source(source)
         except SourceError as exc:
             print(f"cpm-studio: {exc}", file=sys.stderr)
             return EXIT_SOURCE
+        source_fps = probe.info.fps
+        probe.close()
 
     # TensorFlow's C++ start-up lines (CUDA probe, oneDNN, TFLite's XNNPACK notice) are kept off stderr; errors stay.
     quiet_native_start(verbose)
@@ -136,6 +142,11 @@ def main(argv: list[str] | None = None) -> int:
         viewer.detect = True
     if batch:
         viewer.loop = False  # a short clip ends instead of looping forever
+    if args.record and not window.recording.record_to(args.record, fps=source_fps, frames=args.frames):
+        print(f"cpm-studio: cannot record to {args.record}: {window.last_error}", file=sys.stderr)
+        if args.quit:
+            window.shutdown()
+            return EXIT_SOURCE
     if source is not None and not window.open_source(source, interactive=not args.quit):
         if args.quit:
             window.shutdown()
@@ -150,6 +161,13 @@ def main(argv: list[str] | None = None) -> int:
             if status["done"]:
                 return
             status["done"] = True
+            if args.record:
+                rec = window.stop_recording()
+                if rec is not None:
+                    print(f"cpm-studio: recorded {rec.frames_written} frames to {rec.video_path} (+ .json, .csv)",
+                          file=sys.stderr)
+                    if not rec.video_path.exists():  # not finished (a full disk): the message said where it stays
+                        status["rc"] = 1
             if args.screenshot:
                 window.update_readout()
                 QApplication.processEvents()

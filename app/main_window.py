@@ -13,14 +13,14 @@ import sys
 from pathlib import Path
 
 from PySide6.QtCore import QRect, QSettings, Qt, Signal
-from PySide6.QtGui import QActionGroup
-from PySide6.QtWidgets import QMainWindow, QMessageBox, QTabWidget, QToolBar
+from PySide6.QtWidgets import QMainWindow, QMessageBox, QTabWidget
 
 from app.annotate.workspace import AnnotationWorkspace
 from app.frame_sources import FrameSource, SourceInfo
 from app.inference import InferenceWorker
 from app.panels import DistillPanel, EvaluatePanel, TrainPanel
 from app.plots import ConfidencePlotsWidget
+from app.shortcuts import help_html
 from app.viewer.actions import ActionFactory
 from app.viewer.bindings import PipelineBinding
 from app.viewer.controls import ControlsPanel
@@ -30,6 +30,7 @@ from app.viewer.docks import (
     FRAME_ALLOWANCE,
     PLOTS_MIN_HEIGHT,
     PREFERRED_SIZE,
+    TabDocks,
     add_dock,
     fit_window,
     fitted_window_size,
@@ -44,6 +45,7 @@ from app.viewer.recording import RecordingActions
 from app.viewer.session import SourceSession
 from app.viewer.settings import ViewerSettings
 from app.viewer.source_menus import SourceMenus
+from app.viewer.view_menu import ViewMenu
 from app.views import VIEW_CLASSES, PoseView
 from cpm_core.estimator import PoseEstimator
 from cpm_core.live_pipeline import LivePipeline
@@ -90,6 +92,7 @@ class MainWindow(QMainWindow):
         self._build_docks()
         self._build_menus()
         self.readout = Readout(lambda: self.pipeline, self.display, lambda: self.recording.recorder is not None)
+        self.session.opened.connect(lambda _info, _gen: self.readout.new_source())
         self.statusBar().addPermanentWidget(self.readout)
         self.statusBar().addPermanentWidget(self.models.badge)
         self.worker.start()
@@ -116,6 +119,7 @@ class MainWindow(QMainWindow):
         s.opened.connect(self._on_source_opened)
         s.frameWarning.connect(self._note)
         s.failed.connect(lambda m: self.report_error(f"{m}; the last frame stays on screen, open another source"))
+        self.plots.seekRequested.connect(s.seek)
         self.models.modelShown.connect(self._on_model_shown)
 
     def _on_model_shown(self, estimator: PoseEstimator) -> None:
@@ -148,7 +152,6 @@ class MainWindow(QMainWindow):
         # (`_on_mode_changed`), so they get their room at 1366x768 even with this smaller minimum.
         self.mode_tabs.setMinimumSize(*CENTRAL_MIN_SIZE)
         self.setCentralWidget(self.mode_tabs)
-        self._docks_before_annotate: list = []
 
     def _build_docks(self) -> None:
         right, bottom = Qt.DockWidgetArea.RightDockWidgetArea, Qt.DockWidgetArea.BottomDockWidgetArea
@@ -156,6 +159,8 @@ class MainWindow(QMainWindow):
         self.controls_dock = add_dock(self, "Controls", "controls", scrolling(self.controls), right)
         self.plots_dock = add_dock(self, "Confidence", "confidence", self.plots, bottom)
         self.card_dock = add_dock(self, "Model card", "model_card", scrolling(self.models.card), right)
+        # The viewer's controls and plots give their room to the other tabs' canvas and forms by default.
+        self.tab_docks = TabDocks((self.controls_dock, self.plots_dock), shown_in=(0,))
 
     def _build_menus(self) -> None:
         act, bar = self.action_factory, self.menuBar()
@@ -198,32 +203,14 @@ class MainWindow(QMainWindow):
         help_menu.addAction(act("About CPM Studio", self._about))
 
     def _build_view_menu(self, view_menu) -> None:
-        """The views (keys 1-4, also a toolbar) and the toggles; all of them set `viewer_settings` fields."""
-        s, act = self.viewer_settings, self.action_factory
-        views_bar = QToolBar("Views")
-        views_bar.setObjectName("views_toolbar")
-        self.view_group = QActionGroup(self)  # exclusive: one view is checked
-        self.view_actions = {}
-        for i, name in enumerate(VIEW_ORDER):
-            a = act(f"{VIEW_CLASSES[name].title} view", lambda _=False, n=name: self.set_view(n), str(i + 1))
-            a.setCheckable(True)
-            self.view_group.addAction(a)
-            self.view_actions[name] = a
-            view_menu.addAction(a)
-            views_bar.addAction(a)
-        s.subscribe("view", lambda n: self.view_actions[n].setChecked(True), now=True)
-        view_menu.addSeparator()
-        for text, name, key in (("Toggle Kalman smoothing", "kalman", "K"),
-                                ("Toggle self-tracking crop", "tracking", "T"),
-                                ("Toggle loop", "loop", "L"), ("Toggle subject detection", "detect", "D")):
-            view_menu.addAction(act(text, lambda _=False, n=name: setattr(s, n, not getattr(s, n)), key))
-        self.realtime_action = act("Process every frame (no drops, slower than real time)",
-                                   lambda on: setattr(s, "realtime", not on), checkable=True)
-        s.subscribe("realtime", lambda on: self.realtime_action.setChecked(not on))
-        view_menu.addAction(self.realtime_action)
-        for dock in (self.controls_dock, self.card_dock, self.plots_dock):
-            view_menu.addAction(dock.toggleViewAction())
-        self.addToolBar(views_bar)
+        """The views (keys 1-4, also a toolbar) and the ticked toggles (`app.viewer.view_menu`)."""
+        menu = ViewMenu(view_menu, self.viewer_settings, self.action_factory,
+                        {n: c.title for n, c in VIEW_CLASSES.items()}, self.set_view,
+                        (self.controls_dock, self.card_dock, self.plots_dock), self)
+        self.view_menu = menu
+        self.view_group, self.view_actions = menu.view_group, menu.view_actions
+        self.toggle_actions, self.realtime_action = menu.toggle_actions, menu.realtime_action
+        self.addToolBar(menu.views_bar)
 
     def fit_to_screen(self, available: QRect) -> None:
         """Size and place the window inside a screen's available geometry (`app.viewer.docks.fit_window`)."""
@@ -234,20 +221,14 @@ class MainWindow(QMainWindow):
         if self.load_model(path, interactive=True):
             self.mode_tabs.setCurrentIndex(0)
 
-    def _on_mode_changed(self, _index: int) -> None:
-        # Labelling is on still frames, and the model is better spent on predictions than on a hidden video;
-        # the viewer-only docks give their room to the canvas and come back with the viewer.
-        annotating = self.mode_tabs.currentIndex() != 0  # any tab but the viewer
-        if annotating and self.session.playing:
+    def _on_mode_changed(self, index: int) -> None:
+        """Each tab gets the viewer's docks back as the user left them in it (`TabDocks`); the viewer's own
+        readout shows only with the viewer, so other tabs' status messages have the status bar's width."""
+        # Labelling is on still frames, and the model is better spent on predictions than on a hidden video.
+        if index != 0 and self.session.playing:
             self.session.set_playing(False)
-        if annotating:
-            self._docks_before_annotate = [d for d in (self.controls_dock, self.plots_dock) if not d.isHidden()]
-            for d in self._docks_before_annotate:
-                d.hide()
-        else:
-            for d in self._docks_before_annotate:
-                d.show()
-            self._docks_before_annotate = []
+        self.tab_docks.switch(index)
+        self.readout.setVisible(index == 0)
 
     # ------------------------------------------------------------------ messages
     def show_status(self, message: str, ms: int = 0) -> None:
@@ -272,7 +253,9 @@ class MainWindow(QMainWindow):
         return self.action_factory.shortcut_list()
 
     def show_shortcuts(self) -> None:
-        self.shortcuts_box = self.action_factory.shortcuts_box(self.quiet)
+        """F1: every key of the window, the viewer's and the Annotate tab's, from their actions."""
+        text = help_html([("Viewer", self.shortcut_list()), ("Annotate tab", self.annotate.shortcut_list())])
+        self.shortcuts_box = self.action_factory.shortcuts_box(self.quiet, text)
 
     def _about(self) -> None:
         if not self.quiet:

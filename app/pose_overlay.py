@@ -2,8 +2,9 @@
 
 Limbs take `cpm_core.skeleton.limb_colours` (the same ones `cpm_core.render` uses for saved images): a body's
 right limbs warm, left limbs cool, centre grey, so left and right are told apart on screen as in saved media.
-Joints are coloured red (unsure) to green (sure) and grow with confidence, so per-joint confidence reads at a
-glance. The item is created once per skeleton and only its data changes per frame.
+Joints take their finger's colour (a body's: their side's; `cpm_core.render.joint_colours`), and are sized in
+proportion to the frame on screen, smaller and fainter when unsure: large green dots hid a hand's fingers in a
+small window. The item is created once per skeleton and only its data changes per frame.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from PySide6.QtCore import QLineF, QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPen
 
 from cpm_core.presence import THRESHOLD as PRESENCE_THRESHOLD
+from cpm_core.render import joint_colours
 from cpm_core.skeleton import Side, Skeleton, has_sides, joint_side, limb_colours
 
 
@@ -25,14 +27,25 @@ def jet_lut() -> np.ndarray:
     return np.ascontiguousarray(bgr[:, ::-1])
 
 
-DOT_LEVELS = 10  # joint confidence is shown in this many steps of colour and size
+DOT_LEVELS = 10  # joint confidence is shown in this many steps of size and opacity
+DOTS_PER_FRAME = 110.0  # a sure joint's dot radius is the frame's on-screen size over this ...
+DOT_RADIUS = (1.5, 6.0)  # ... within these device pixels
+LIMBS_PER_FRAME = 260.0  # a limb's width is the frame's on-screen size over this, at least 1 px, at most its pen's
 
 
-def joint_dot(confidence: float, alpha: int = 255, ratio: float = 1.0) -> tuple[QImage, float]:
-    """A joint's dot, red (unsure) to green (sure), radius 3 to 7 logical pixels, with a thin black outline, as
-    an image for `ratio` device pixels per logical pixel; and the offset (logical pixels) from its top-left corner
-    to its centre."""
-    radius = 3.0 + 4.0 * confidence
+def dot_radius(frame_on_screen: float, confidence: float) -> float:
+    """A joint dot's radius in device pixels for a frame `frame_on_screen` device pixels across: in proportion to
+    the frame (a hand's fingers, a few pixels apart in a small window, stay visible between the dots; a large
+    window gets dots that can be seen), 65 % of it for an unsure joint."""
+    sure = float(np.clip(frame_on_screen / DOTS_PER_FRAME, *DOT_RADIUS))
+    return sure * (0.65 + 0.35 * float(np.clip(confidence, 0.0, 1.0)))
+
+
+def joint_dot(colour: tuple[int, int, int], radius: float, alpha: int = 255, ratio: float = 1.0
+              ) -> tuple[QImage, float]:
+    """A joint's dot in `colour` (RGB; its finger's, `cpm_core.render.joint_colours`) of `radius` logical pixels
+    with a thin dark outline, as an image for `ratio` device pixels per logical pixel; and the offset (logical
+    pixels) from its top-left corner to its centre."""
     side = int(np.ceil(2 * radius + 2))
     image = QImage(int(np.ceil(side * ratio)), int(np.ceil(side * ratio)), QImage.Format.Format_ARGB32_Premultiplied)
     image.setDevicePixelRatio(ratio)
@@ -42,7 +55,7 @@ def joint_dot(confidence: float, alpha: int = 255, ratio: float = 1.0) -> tuple[
     outline = QPen(QColor(0, 0, 0, alpha), 1)
     outline.setCosmetic(True)
     p.setPen(outline)
-    p.setBrush(QBrush(QColor(int(255 * (1 - confidence)), int(255 * confidence), 0, alpha)))
+    p.setBrush(QBrush(QColor(*colour, alpha)))
     p.drawEllipse(QPointF(side / 2, side / 2), radius, radius)
     p.end()
     return image, side / 2
@@ -50,13 +63,14 @@ def joint_dot(confidence: float, alpha: int = 255, ratio: float = 1.0) -> tuple[
 
 class PoseItem(pg.GraphicsObject):
     """The whole skeleton as one graphics item painted in device pixels: one paint call per frame instead of
-    a curve item per limb (each with its own bounding-rect bookkeeping), which kept the GUI thread busy."""
+    a curve item per limb (each with its own bounding-rect bookkeeping), which kept the GUI thread busy.
+    Joints and limbs are sized in proportion to the frame on screen (`set_frame_size`, `dot_radius`)."""
 
     def __init__(self, skeleton: Skeleton, width: float, alpha: int, style: Qt.PenStyle,
                  colour: tuple[int, int, int] | None = None, side: Side | None = None):
-        """`colour` (RGB): every limb in one colour (a detected hand of unknown chirality, told apart from the
-        others by its id's colour); default: `limb_colours(skeleton, side)`, `side` being a hand's chirality
-        when known."""
+        """`colour` (RGB): every limb and joint in one colour (a detected hand of unknown chirality, told apart
+        from the others by its id's colour); default: `limb_colours(skeleton, side)` and `joint_colours`, `side`
+        being a hand's chirality when known."""
         super().__init__()
         self.skeleton = skeleton
         colours = ([colour] * len(skeleton.limbs) if colour is not None
@@ -64,11 +78,19 @@ class PoseItem(pg.GraphicsObject):
         self._pens = [QPen(QColor(r, g, b, alpha), width, style) for r, g, b in colours]
         for pen in self._pens:
             pen.setCosmetic(True)
+        self._width = width
+        self.joint_rgb = ([colour] * skeleton.num_joints if colour is not None
+                          else [(r, g, b) for b, g, r in joint_colours(skeleton, side)])
         self._alpha = alpha
-        self._dots: dict[float, list[tuple[QImage, float]]] = {}  # per device-pixel ratio
+        self._dots: dict[tuple[float, float, int, int], tuple[QImage, float]] = {}
         self._kp = np.zeros((0, 3))
         self._ok = np.zeros(0, bool)
         self._rect = QRectF()
+        self.frame_extent: float | None = None  # the frame's larger side in its pixels (None: not known yet)
+
+    def set_frame_size(self, width: int, height: int) -> None:
+        """The frame the pose is drawn on: dots and limbs are sized in proportion to it on screen."""
+        self.frame_extent = float(max(width, height))
 
     def set_pose(self, keypoints: np.ndarray, threshold: float) -> None:
         kp = np.asarray(keypoints, dtype=np.float64)
@@ -96,35 +118,46 @@ class PoseItem(pg.GraphicsObject):
         dev = (self._kp[:, :2] @ np.array([[t.m11(), t.m12()], [t.m21(), t.m22()]]) + [t.dx(), t.dy()]).tolist()
         ok = self._ok.tolist()
         conf = np.clip(np.nan_to_num(self._kp[:, 2]), 0.0, 1.0)
-        buckets = np.rint(conf * DOT_LEVELS).astype(int).tolist()
+        levels = np.rint(conf * DOT_LEVELS).astype(int).tolist()
+        scale = abs(t.m11() * t.m22() - t.m12() * t.m21()) ** 0.5  # device pixels per frame pixel
+        on_screen = scale * self.frame_extent if self.frame_extent else 440.0
         device = painter.device()
-        dots = self._dot_images(device.devicePixelRatioF() if device is not None else 1.0)
+        ratio = device.devicePixelRatioF() if device is not None else 1.0
         painter.save()
         painter.resetTransform()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        width = min(self._width, max(1.0, on_screen / LIMBS_PER_FRAME))
         for (a, b), pen in zip(self.skeleton.limbs, self._pens):
             if ok[a] and ok[b]:
+                if pen.widthF() != width:
+                    pen.setWidthF(width)
                 painter.setPen(pen)
                 painter.drawLine(QLineF(dev[a][0], dev[a][1], dev[b][0], dev[b][1]))
+        size = round(dot_radius(on_screen, 1.0) * 2) / 2  # half-pixel steps: a handful of cached dot sizes
         for j, seen in enumerate(ok):
             if seen:
-                image, half = dots[buckets[j]]
+                image, half = self._dot(ratio, size, j, levels[j])
                 painter.drawImage(QPointF(dev[j][0] - half, dev[j][1] - half), image)
         painter.restore()
 
-    def _dot_images(self, ratio: float) -> list[tuple[QImage, float]]:
-        """The joint dots, one antialiased image per confidence level, rendered once per device-pixel ratio:
-        blitting them took a third of the time of rasterising 21 outlined, antialiased ellipses on every paint
-        (the largest single part of the multi view's paint)."""
-        dots = self._dots.get(ratio)
-        if dots is None:
-            dots = self._dots[ratio] = [joint_dot(level / DOT_LEVELS, self._alpha, ratio)
-                                        for level in range(DOT_LEVELS + 1)]
-        return dots
+    def _dot(self, ratio: float, size: float, joint: int, level: int) -> tuple[QImage, float]:
+        """A joint's dot, rendered once per device-pixel ratio, size, joint and confidence level: blitting took a
+        third of the time of rasterising 21 outlined, antialiased ellipses on every paint (the largest single
+        part of the multi view's paint)."""
+        key = (ratio, size, joint, level)
+        dot = self._dots.get(key)
+        if dot is None:
+            if len(self._dots) > 4096:  # sizes change with the window: keep the cache bounded
+                self._dots.clear()
+            conf = level / DOT_LEVELS
+            radius = size * (0.65 + 0.35 * conf)
+            dot = self._dots[key] = joint_dot(self.joint_rgb[joint], radius, int(self._alpha * (0.55 + 0.45 * conf)),
+                                              ratio)
+        return dot
 
 
 class PoseOverlay:
-    """A skeleton on a ViewBox: limbs in `limb_colours` (or one `colour`), joints red (unsure) to green (sure)."""
+    """A skeleton on a ViewBox: limbs in `limb_colours`, joints in `joint_colours` (or all in one `colour`)."""
 
     def __init__(self, view: pg.ViewBox, skeleton: Skeleton, width: float = 2.5, alpha: int = 255,
                  style: Qt.PenStyle = Qt.PenStyle.SolidLine, z: float = 10, colour: tuple[int, int, int] | None = None,
@@ -144,6 +177,9 @@ class PoseOverlay:
 
     def update(self, keypoints: np.ndarray, threshold: float) -> None:
         self.item.set_pose(keypoints, threshold)
+
+    def set_frame_size(self, width: int, height: int) -> None:
+        self.item.set_frame_size(width, height)
 
 
 def subject_rgb(subject_id: int) -> tuple[int, int, int]:
@@ -187,7 +223,10 @@ class SubjectGraphics:
 
     def update(self, subject, keypoints: np.ndarray, threshold: float, selected: bool,
                frame_size: tuple[int, int] | None = None) -> None:
-        """`frame_size` (w, h) keeps the label on the frame when a crop reaches past its edges."""
+        """`frame_size` (w, h) keeps the label on the frame when a crop reaches past its edges and sizes the
+        pose's dots in proportion to the frame."""
+        if frame_size is not None:
+            self.pose.set_frame_size(*frame_size)
         self.pose.update(keypoints, threshold)
         corners = subject.crop.corners()
         closed = np.vstack([corners, corners[:1]])

@@ -1,8 +1,9 @@
 """Recording a session: the annotated video plus every processed frame's keypoints as JSON and CSV.
 
 Written from the inference thread (encoding a frame is too slow for the GUI thread). Only frames the model
-processed are recorded, so with a slow model the video holds fewer frames than the source; each row keeps the
-source frame index so the keypoints still line up with the original.
+processed are recorded; the app switches real time off while recording (`app.viewer.recording`), so every frame
+of a video or folder is processed and recorded. Each row keeps the source frame index and time, so the keypoints
+line up with the original and a seek, a loop or a camera's missed frames show as jumps in `frame`.
 
 The writing itself is `cpm_core.recorder.PoseRecorder` (no Qt): while recording it keeps closed one-second
 video segments and flushed keypoint logs, so a crash of the app loses at most the last second, and
@@ -20,6 +21,7 @@ class Recorder(PoseRecorder):
     """Writes `<stem>.mp4`, `<stem>.json` and `<stem>.csv` for the video path `path`."""
 
     _unfollow = None
+    limit: int | None = None  # record at most this many frames (a scripted run's --frames); None: no limit
 
     def follow(self, settings) -> None:
         """Draw joints above `settings.threshold` (a `ViewerSettings`) from now on, as the views do, also when the
@@ -34,5 +36,7 @@ class Recorder(PoseRecorder):
             self._unfollow = None
 
     def write(self, frame_bgr, pose) -> None:
-        """Add one processed frame (a `cpm_core.pose_frame.PoseFrame`: its shown keypoints and source index)."""
-        self.add(frame_bgr, pose.shown, pose.index)
+        """Add one processed frame (a `cpm_core.pose_frame.PoseFrame`: its shown keypoints and source index; its
+        time in the source is index / fps)."""
+        if self.limit is None or self.frames_written < self.limit:
+            self.add(frame_bgr, pose.shown, pose.index)

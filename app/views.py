@@ -12,48 +12,38 @@ selected subject; a click on a subject in any frame view asks the window to sele
 from __future__ import annotations
 
 import math
-import time
 
-import cv2
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QGraphicsView
 
-from app.fast_image import FastImageItem, bgra_lut, colour_map
-from app.pose_overlay import PoseOverlay, SubjectsOverlay, jet_lut
+from app.heatmap_mosaic import (
+    BACKGROUND,
+    BACKGROUND_BGRA,
+    JET_BGRA,
+    HeatmapCell,
+    HeatmapMosaic,
+    fit_title,
+    format_confidence,
+    heatmap_levels,
+    image_plot,
+)
+from app.pose_overlay import PoseOverlay, SubjectsOverlay
 from cpm_core.pose_frame import PoseFrame
 from cpm_core.skeleton import Skeleton
 from cpm_core.subject_size import HINT as SMALL_HINT
 
-JET_BGRA = bgra_lut(jet_lut())
-BACKGROUND = (30, 30, 30)
-BACKGROUND_BGRA = (30, 30, 30, 255)
-TITLE_BGRA = (200, 200, 200, 255)
-TITLE_INTERVAL_S = 0.25  # a heatmap title changes at most this often: numbers changing at video rate cannot be read
-
-
-def _image_plot(layout: pg.GraphicsLayout, row: int, col: int, title: str = "", **kwargs
-                ) -> tuple[pg.PlotItem, pg.ViewBox, FastImageItem]:
-    """An axis-less PlotItem holding one row-major ImageItem; the plot's title sizes itself, unlike a label."""
-    plot = layout.addPlot(row=row, col=col, title=title or None, **kwargs)
-    for axis in ("left", "bottom"):
-        plot.hideAxis(axis)
-    plot.hideButtons()
-    plot.setMenuEnabled(False)
-    vb = plot.getViewBox()
-    vb.setAspectLocked(True)
-    vb.invertY(True)
-    img = FastImageItem()
-    vb.addItem(img)
-    return plot, vb, img
+__all__ = ["BACKGROUND", "BACKGROUND_BGRA", "JET_BGRA", "VIEW_CLASSES", "FramePanel", "HeatmapCell",
+           "HeatmapMosaic", "JointsView", "PoseView", "SingleView", "StageGridView", "TrackerView", "fit_title",
+           "format_confidence", "heatmap_levels"]
 
 
 class FramePanel:
     """A frame with the pose on top, in one ViewBox (mouse pans and zooms)."""
 
     def __init__(self, layout: pg.GraphicsLayout, row: int, col: int, title: str = "", **kwargs):
-        self.plot, self.view, self.image = _image_plot(layout, row, col, title, **kwargs)
+        self.plot, self.view, self.image = image_plot(layout, row, col, title, **kwargs)
         self.overlay: PoseOverlay | None = None
         self.subjects = SubjectsOverlay(self.view)
         self._shape: tuple[int, ...] | None = None
@@ -63,13 +53,18 @@ class FramePanel:
             if self.overlay is not None:
                 self.overlay.remove()
             self.overlay = PoseOverlay(self.view, skeleton)
+            if self._shape is not None:
+                self.overlay.set_frame_size(self._shape[1], self._shape[0])
         return self.overlay
 
     def show_frame(self, bgra: np.ndarray) -> None:
+        """Show a frame; the pose drawn on it is sized in proportion to it on screen."""
         self.image.set_bgra(bgra)
         if bgra.shape != self._shape:
             self._shape = bgra.shape
             self.view.autoRange(padding=0.0)
+            if self.overlay is not None:
+                self.overlay.set_frame_size(bgra.shape[1], bgra.shape[0])
 
     def show(self, pose: PoseFrame, keypoints: np.ndarray, threshold: float, selected: int | None = None,
              kalman: bool | None = None) -> None:
@@ -86,99 +81,6 @@ class FramePanel:
         else:
             self.subjects.clear()
             overlay.update(keypoints, threshold)
-
-
-def heatmap_levels(heatmap: np.ndarray, autoscale: bool) -> tuple[float, float]:
-    """(0, 1) for a trained model's heatmaps; the tile's own range when auto-scaling (weak or untrained models
-    output values far below 1, which would all show as the colour map's bottom)."""
-    if autoscale:
-        finite = heatmap[np.isfinite(heatmap)]
-        if finite.size:
-            lo, hi = float(finite.min()), float(finite.max())
-            if hi > lo:
-                return lo, hi
-    return 0.0, 1.0
-
-
-def format_confidence(value: float) -> str:
-    """Two decimals for a trained model's peaks; scientific notation for the tiny values of untrained ones."""
-    return f"{value:.2f}" if abs(value) >= 0.01 or value == 0 else f"{value:.1e}"
-
-
-class HeatmapCell:
-    """One tile of a `HeatmapMosaic`: the values it shows (before the colour map, for tests and readouts) and its
-    title, which changes at most every TITLE_INTERVAL_S (a title that changed at video rate could not be read)."""
-
-    def __init__(self):
-        self.values: np.ndarray | None = None
-        self._title = ""
-        self._title_at = 0.0
-
-    @property
-    def title(self) -> str:
-        """The title drawn above the tile now (it lags a changing title by up to TITLE_INTERVAL_S)."""
-        return self._title
-
-    def update(self, heatmap: np.ndarray, title: str) -> None:
-        self.values = heatmap
-        now = time.perf_counter()
-        if title != self._title and (not self._title or now - self._title_at >= TITLE_INTERVAL_S):
-            self._title, self._title_at = title, now
-
-
-class HeatmapMosaic:
-    """Titled, colour-mapped heatmap tiles drawn as ONE image in one ViewBox.
-
-    A PlotItem, ViewBox, ImageItem and title label per tile made Qt call back into Python for every one of them
-    on every paint, and the model thread waited for the interpreter meanwhile: in the multi-stage view the three
-    stage tiles took ~1.8 ms of a 4.8 ms paint on the AVX2 machine. Here the tiles are coloured with one table
-    lookup, enlarged cell by cell (nearest neighbour, so cells stay visible) and titled with OpenCV into one BGRA
-    canvas, which Qt blits."""
-
-    TITLE_BAND = 18  # canvas pixels above each tile for its title
-    GAP = 8
-
-    def __init__(self, layout: pg.GraphicsLayout, row: int, col: int, tile: int = 128, font_scale: float = 0.36):
-        self.plot, self.view, self.image = _image_plot(layout, row, col)
-        self.view.setMouseEnabled(False, False)
-        self.tile = tile
-        self.font_scale = font_scale
-        self.cells: list[HeatmapCell] = []
-        self._canvas: np.ndarray | None = None
-        self._layout: tuple[int, int] | None = None  # (tiles, columns) the canvas was laid out for
-        self._titles: list[str | None] = []  # the title drawn in each tile's band (redrawn only when it changes)
-
-    def show(self, heatmaps: list[np.ndarray], titles: list[str], cols: int, autoscale: bool = False) -> None:
-        """Colour each heatmap into its place in the canvas; a title band is redrawn only when its title changed.
-        The canvas stays the same array from frame to frame (what Qt blits), so a frame costs no allocation."""
-        if len(self.cells) != len(heatmaps):
-            self.cells = [HeatmapCell() for _ in heatmaps]
-        band, side, gap = self.TITLE_BAND, self.tile, self.GAP
-        if self._canvas is None or self._layout != (len(heatmaps), cols):
-            rows = -(-len(heatmaps) // cols)
-            self._canvas = np.empty((rows * (band + side + gap) - gap, cols * (side + gap) - gap, 4), np.uint8)
-            self._canvas[:] = BACKGROUND_BGRA
-            self._layout, self._titles = (len(heatmaps), cols), [None] * len(heatmaps)
-            resized = True
-        else:
-            resized = False
-        for i, (heatmap, title, cell) in enumerate(zip(heatmaps, titles, self.cells)):
-            cell.update(heatmap, title)
-            r, c = divmod(i, cols)
-            y, x = r * (band + side + gap), c * (side + gap)
-            if self._titles[i] != cell._title:
-                strip = np.empty((band, side, 4), np.uint8)
-                strip[:] = BACKGROUND_BGRA
-                cv2.putText(strip, cell._title.replace("\u00b7", "-"),  # Hershey fonts are ASCII
-                            (1, band - 5), cv2.FONT_HERSHEY_SIMPLEX, self.font_scale, TITLE_BGRA, 1, cv2.LINE_AA)
-                self._canvas[y:y + band, x:x + side] = strip
-                self._titles[i] = cell._title
-            self._canvas[y + band:y + band + side, x:x + side] = cv2.resize(
-                colour_map(heatmap, heatmap_levels(heatmap, autoscale), JET_BGRA), (side, side),
-                interpolation=cv2.INTER_NEAREST)
-        self.image.set_bgra(self._canvas)
-        if resized:
-            self.view.autoRange(padding=0.0)
 
 
 class PoseView(pg.GraphicsLayoutWidget):
@@ -261,7 +163,7 @@ class StageGridView(PoseView):
         chosen = frame.subject(self.selected_subject)
         prefix = f"#{chosen.id} " if chosen is not None else ""
         stages = pose.stage_max.shape[0]
-        titles = [f"{prefix}stage {i + 1} \u00b7 mean peak {format_confidence(pose.stage_conf[i])}"
+        titles = [f"{prefix}stage {i + 1} \u00b7 mean confidence {format_confidence(pose.stage_conf[i])}"
                   for i in range(stages)]
         self.mosaic.show(list(pose.stage_max), titles, 2 if stages <= 4 else 3, self.autoscale)
         self.panel.show(frame, frame.shown, self.threshold, self.selected_subject)
@@ -329,9 +231,11 @@ class TrackerView(PoseView):
                 self.raw_overlay.remove()
             self.raw_overlay = PoseOverlay(self.panel.view, skeleton, width=1.5, alpha=140,
                                            style=Qt.PenStyle.DashLine, z=8)
-        main.update(pose.raw if self.mode == "raw" else pose.smoothed, self.threshold)
-        self.raw_overlay.set_visible(self.mode == "both" and pose.draws_pose)
-        if self.mode == "both":
+        self.raw_overlay.set_frame_size(pose.bgra.shape[1], pose.bgra.shape[0])
+        mode = self.effective_mode(pose)
+        main.update(pose.raw if mode == "raw" else pose.smoothed, self.threshold)
+        self.raw_overlay.set_visible(mode == "both" and pose.draws_pose)
+        if mode == "both":
             self.raw_overlay.update(pose.raw, self.threshold)
         corners = pose.crop.corners()
         closed = np.vstack([corners, corners[:1]])
@@ -350,22 +254,31 @@ class TrackerView(PoseView):
         if pose.small_subject:
             pose_text = f"none: no person big enough for the whole frame (presence {pose.presence:.2f}); {SMALL_HINT}"
         elif pose.present:
-            pose_text = self.mode
+            pose_text = self.mode_text(pose)
         else:
             pose_text = f"none: nothing in view (presence {pose.presence:.2f}), searching"
         self.status.setText(f"{text}\npose: {pose_text}")
         self.status.setPos(0, 0)
 
+    def effective_mode(self, pose: PoseFrame) -> str:
+        """The pose drawn: the chosen mode, but always the raw pose when Kalman smoothing is off (K), because
+        then there is no smoothed pose to show (the view said "pose: smoothed" and drew the filter's output)."""
+        return self.mode if pose.kalman else "raw"
+
+    def mode_text(self, pose: PoseFrame) -> str:
+        return self.mode if pose.kalman else "raw (Kalman off)"
+
     def _draw_subjects(self, pose: PoseFrame) -> None:
         """Detection replaces self-tracking: each subject's crop and pose (raw or smoothed by the mode)."""
-        self.panel.show(pose, pose.shown, self.threshold, self.selected_subject, kalman=self.mode != "raw")
+        kalman = self.effective_mode(pose) != "raw"
+        self.panel.show(pose, pose.shown, self.threshold, self.selected_subject, kalman=kalman)
         if self.raw_overlay is not None:
             self.raw_overlay.set_visible(False)
         self.box.setData([], [])
         ids = ", ".join(f"#{s.id}" for s in pose.subjects) or "none"
         n = len(pose.subjects)
         self.status.setText(f"detector {pose.detector}: {n} subject{'' if n == 1 else 's'} ({ids})\n"
-                            f"pose: {'raw' if self.mode == 'raw' else 'smoothed'}")
+                            f"pose: {'smoothed' if kalman else self.mode_text(pose)}")
         self.status.setPos(0, 0)
 
 

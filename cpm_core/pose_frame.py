@@ -25,14 +25,26 @@ class StageReductions(NamedTuple):
     """What the heatmap views draw, reduced once off the GUI thread (no reductions over full stacks there)."""
 
     stage_max: np.ndarray  # (stages, h, w): max over joints of each stage's heatmaps
-    stage_conf: np.ndarray  # (stages,) mean peak confidence per stage
-    joint_peaks: np.ndarray  # (J,) last-stage peak per joint
+    stage_conf: np.ndarray  # (stages,) mean joint confidence per stage, in [0, 1]
+    joint_peaks: np.ndarray  # (J,) last-stage confidence per joint (its heatmap's peak clipped to [0, 1])
+
+
+def clip_confidence(keypoints: np.ndarray) -> np.ndarray:
+    """(J, 3) keypoints with their confidence column clipped to [0, 1] (a copy; positions, NaN included, kept).
+
+    Why: a heatmap's peak is trained towards 1 but is not bounded by it (a sharp DARK-decoded peak, or a network
+    that overshoots, gave "thumb3 1.02"). Every reader calls the column a confidence and compares it with a
+    threshold in [0, 1], so views, recordings and plots show the clipped value, one meaning everywhere."""
+    kp = np.array(keypoints, dtype=np.float32, copy=True)
+    kp[:, 2] = np.clip(kp[:, 2], 0.0, 1.0)
+    return kp
 
 
 def stage_reductions(result: PoseResult) -> StageReductions:
-    """The reductions of one result's heatmaps (NaN, from a broken model, counts as 0)."""
+    """The reductions of one result's heatmaps (NaN, from a broken model, counts as 0). Confidences are the joints'
+    heatmap peaks clipped to [0, 1] (`clip_confidence` says why); `stage_max`, what the tiles colour, is not."""
     joint_maps = np.nan_to_num(result.heatmaps[..., :result.num_joints], nan=0.0)
-    peaks = joint_maps.max(axis=(-3, -2))  # (stages, J)
+    peaks = np.clip(joint_maps.max(axis=(-3, -2)), 0.0, 1.0)  # (stages, J)
     return StageReductions(joint_maps.max(axis=-1), peaks.mean(axis=-1), peaks[-1])
 
 
@@ -77,9 +89,9 @@ class SubjectPose:
     def from_tracked(cls, subject) -> SubjectPose:
         """From a `cpm_core.detection.multi` tracked subject (id, score, box, crop, result, keypoints, detection)."""
         reduced = stage_reductions(subject.result)
-        return cls(subject.id, subject.score, subject.box, subject.crop, subject.result, subject.result.keypoints,
-                   np.asarray(subject.keypoints, dtype=np.float32), *reduced, subject.detection.label,
-                   subject.result.presence)
+        return cls(subject.id, subject.score, subject.box, subject.crop, subject.result,
+                   clip_confidence(subject.result.keypoints), clip_confidence(subject.keypoints), *reduced,
+                   subject.detection.label, subject.result.presence)
 
     def contains(self, x: float, y: float) -> bool:
         """Whether a frame point lies in the subject's crop (rotated square) or its detector box."""
@@ -119,24 +131,28 @@ class PoseFrame:
     detector: str = ""
     presence: float = 1.0  # `PoseResult.presence` of the frame's own result (single-subject mode)
     small_subject: bool = False  # a body model on the whole frame sees no person big enough to pose
+    restart: bool = False  # the first frame after a new source, a seek or a loop: plots start a new stretch
 
     @classmethod
     def build(cls, *, index: int, generation: int, frame_bgr: np.ndarray, result: PoseResult, skeleton: Skeleton,
               raw: np.ndarray, smoothed: np.ndarray, kalman: bool, crop: CropBox, counts: PipelineCounts,
               latency_ms: float, timings: dict[str, float], track: TrackState = TrackState(),
               reductions: StageReductions | None = None, subjects: list[SubjectPose] | None = None,
-              detector: str = "", presence: float = 1.0, small_subject: bool = False) -> PoseFrame:
+              detector: str = "", presence: float = 1.0, small_subject: bool = False,
+              restart: bool = False) -> PoseFrame:
         """The one place a PoseFrame is made: converts the frame to BGRA once and reduces `result`'s heatmaps
-        unless the caller already did (a detected subject's). `subjects` not None marks a detector frame."""
+        unless the caller already did (a detected subject's). `subjects` not None marks a detector frame. The
+        joints' confidences are clipped to [0, 1] here (`clip_confidence`)."""
         reductions = reductions if reductions is not None else stage_reductions(result)
         return cls(index=index, generation=generation, bgra=cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2BGRA),
-                   result=result, skeleton=skeleton, raw=raw, smoothed=smoothed, kalman=kalman, crop=crop,
+                   result=result, skeleton=skeleton, raw=clip_confidence(raw), smoothed=clip_confidence(smoothed),
+                   kalman=kalman, crop=crop,
                    tracking=track.tracking, tracker_lost=track.lost, tracker_score=track.score,
                    stage_max=reductions.stage_max, stage_conf=reductions.stage_conf,
                    joint_peaks=reductions.joint_peaks, latency_ms=latency_ms, captured=counts.captured,
                    dropped=counts.dropped, processed=counts.processed, timings=timings,
                    detecting=subjects is not None, subjects=subjects or [], detector=detector, presence=presence,
-                   small_subject=small_subject)
+                   small_subject=small_subject, restart=restart)
 
     @property
     def counts(self) -> PipelineCounts:

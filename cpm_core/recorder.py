@@ -7,7 +7,8 @@ its whole video, and a keypoint JSON kept in memory until the end was lost with 
 
 - `segment-000000.mp4`, `segment-000001.mp4`, ...: the annotated video in closed (complete, readable) pieces
   of at most one second of footage (`fps` frames) or one second of wall time, whichever comes first;
-- `keypoints.jsonl`: a header line (skeleton, fps, keypoint format), then one line per frame, flushed per frame;
+- `keypoints.jsonl`: a header line (skeleton, fps, keypoint format), then one line per frame (`frame`: the source
+  frame's index, `time`: its time in the source in seconds, `keypoints`), flushed per frame;
 - `keypoints.csv`: the same keypoints as CSV rows, flushed per frame;
 - `whole.partial.mp4`: the whole video as one file, complete only once closed.
 
@@ -17,6 +18,11 @@ folder. After a kill (SIGKILL, power cut, segfault) only the open segment is los
 footage -- and `recover_recording(NAME.mp4)` (or `python -m cpm_core.recorder NAME.mp4`) joins the closed segments
 into `NAME.mp4` and the lines into `NAME.json` and `NAME.csv`. The keypoint files may hold up to one segment more
 frames than the salvaged video; both are in recording order, so the n-th video frame is the n-th keypoint row.
+
+Every row names its source frame and time, so a recording that does not hold every source frame (a seek, a loop
+starting over, a live camera the model could not keep up with) says where its gaps are; the app records with
+real time off, so a video or folder is recorded frame by frame without gaps. Confidences are clipped to [0, 1]
+(`cpm_core.pose_frame.clip_confidence`).
 
 Encoding each frame twice (segment and whole file) costs about 2 ms a frame at 640x480; the alternative, joining
 segments on close, would re-encode the whole recording while the user waits.
@@ -79,8 +85,10 @@ def _json_number(v: float, digits: int) -> float | None:
 
 
 def keypoint_rows(keypoints: np.ndarray, digits: int = 3) -> list[list[float | None]]:
-    """(J, 3) keypoints as JSON-ready rows, non-finite values as null."""
-    return [[_json_number(v, digits) for v in row] for row in np.asarray(keypoints, dtype=np.float64)]
+    """(J, 3) keypoints as JSON-ready rows, non-finite values as null, confidences clipped to [0, 1]."""
+    kp = np.array(keypoints, dtype=np.float64, copy=True)
+    kp[:, 2] = np.clip(kp[:, 2], 0.0, 1.0)
+    return [[_json_number(v, digits) for v in row] for row in kp]
 
 
 class JsonStream:
@@ -204,7 +212,7 @@ class PoseRecorder:
             shutil.rmtree(self.work_dir, ignore_errors=True)
             raise RecordingError(f"{self.video_path}: cannot record here ({exc.strerror or exc})") from exc
         self._csv_writer = csv.writer(self._csv)
-        header = ["frame"]
+        header = ["frame", "time"]
         for name in skeleton.joints:
             header += [f"{name}_x", f"{name}_y", f"{name}_conf"]
         self._csv_writer.writerow(header)
@@ -218,9 +226,12 @@ class PoseRecorder:
     def _segment_path(self, n: int) -> Path:
         return self.work_dir / f"segment-{n:06d}.mp4"
 
-    def add(self, frame_bgr: np.ndarray, keypoints: np.ndarray, index: int) -> None:
-        """Record one processed frame: `keypoints` (J, 3) in the frame's pixels, `index` the source frame."""
-        kp = np.asarray(keypoints, dtype=np.float64)
+    def add(self, frame_bgr: np.ndarray, keypoints: np.ndarray, index: int, seconds: float | None = None) -> None:
+        """Record one processed frame: `keypoints` (J, 3) in the frame's pixels, `index` the source frame,
+        `seconds` its time in the source (default: `index / fps`)."""
+        kp = np.array(keypoints, dtype=np.float64, copy=True)
+        kp[:, 2] = np.clip(kp[:, 2], 0.0, 1.0)
+        t = round(float(index) / self.fps if seconds is None else float(seconds), 4)
         annotated = draw_pose(frame_bgr, kp, self.skeleton, self.threshold)
         h, w = annotated.shape[:2]
         if self._size is None:
@@ -233,9 +244,9 @@ class PoseRecorder:
             self._segment = VideoFile(seg, self.fps, tmp=seg)  # written in place: only closed ones count
             self._segment_started = time.monotonic()
         self._segment.write(annotated)
-        self._jsonl.write(json.dumps({"frame": int(index), "keypoints": keypoint_rows(kp)}) + "\n")
+        self._jsonl.write(json.dumps({"frame": int(index), "time": t, "keypoints": keypoint_rows(kp)}) + "\n")
         self._jsonl.flush()
-        self._csv_writer.writerow([int(index)] + [f"{v:.3f}" for v in kp.reshape(-1)])
+        self._csv_writer.writerow([int(index), f"{t:.4f}"] + [f"{v:.3f}" for v in kp.reshape(-1)])
         self._csv.flush()
         self.frames_written += 1
         if (self._segment.frames >= self.segment_frames

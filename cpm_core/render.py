@@ -10,14 +10,31 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from cpm_core.skeleton import Side, Skeleton, limb_colours
+from cpm_core.skeleton import Side, Skeleton, has_sides, limb_colours
+
+ROOT_BGR = (220, 220, 220)  # a joint no limb ends at (a hand's wrist, a body's head top): light grey
+
+
+def joint_colours(skeleton: Skeleton, side: Side | None = None) -> list[tuple[int, int, int]]:
+    """The BGR colour of every joint, from `limb_colours`: a body's joint takes the colour of the limb that ends
+    at it (its side's family); a hand's joints take the colour of their finger's first limb, one hue per finger
+    (its side's family when `side` is known). A joint no limb ends at (the wrist, a head top) is light grey.
+
+    Why: dots coloured red-to-green by confidence were all green on a good frame and, large, hid the fingers in a
+    small window; by finger (and by side) they say which finger is which."""
+    colours: list[tuple[int, int, int] | None] = [None] * skeleton.num_joints
+    by_chain = not has_sides(skeleton)
+    for (a, b), colour in zip(skeleton.limbs, limb_colours(skeleton, side)):
+        if colours[b] is None:  # the first limb into a joint decides
+            colours[b] = colours[a] if by_chain and colours[a] is not None else tuple(int(v) for v in colour)
+    return [c if c is not None else ROOT_BGR for c in colours]
 
 
 def draw_pose(image: np.ndarray, keypoints: np.ndarray, skeleton: Skeleton, threshold: float = 0.1,
               thickness: int | None = None, side: Side | None = None) -> np.ndarray:
     """Draw limbs and joints whose confidence is at least `threshold`; returns a new BGR image. Limbs take
     `limb_colours(skeleton, side)`: a body's sides in two colour families; `side` is a hand's chirality when
-    known (its fingers then take that side's family)."""
+    known (its fingers then take that side's family). Joints take `joint_colours` (their finger's or side's)."""
     out = image.copy()
     kp = np.asarray(keypoints, dtype=np.float64)
     ok = np.isfinite(kp[:, :2]).all(axis=1) & (kp[:, 2] >= threshold)
@@ -26,10 +43,10 @@ def draw_pose(image: np.ndarray, keypoints: np.ndarray, skeleton: Skeleton, thre
         if ok[a] and ok[b]:
             cv2.line(out, (round(kp[a, 0]), round(kp[a, 1])), (round(kp[b, 0]), round(kp[b, 1])), colour, t + 1,
                      cv2.LINE_AA)
+    colours = joint_colours(skeleton, side)
     for j in np.flatnonzero(ok):
-        c = float(np.clip(kp[j, 2], 0, 1))
-        colour = (0, int(255 * c), int(255 * (1 - c)))  # red (unsure) -> green (sure)
-        cv2.circle(out, (round(kp[j, 0]), round(kp[j, 1])), t + 2, colour, -1, cv2.LINE_AA)
+        cv2.circle(out, (round(kp[j, 0]), round(kp[j, 1])), t + 1, colours[j], -1, cv2.LINE_AA)
+        cv2.circle(out, (round(kp[j, 0]), round(kp[j, 1])), t + 1, (0, 0, 0), 1, cv2.LINE_AA)
     return out
 
 

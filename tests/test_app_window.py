@@ -235,7 +235,7 @@ def test_record_and_snapshot(qtbot, window, tmp_path):
     assert [f["frame"] for f in doc["frames"]] == list(range(20))
     assert np.array(doc["frames"][0]["keypoints"]).shape == (21, 3)
     rows = list(csv.reader(open(tmp_path / "rec.csv")))
-    assert rows[0][:4] == ["frame", "wrist_x", "wrist_y", "wrist_conf"] and len(rows) == 21
+    assert rows[0][:5] == ["frame", "time", "wrist_x", "wrist_y", "wrist_conf"] and len(rows) == 21
     for name in VIEW_ORDER:
         window.set_view(name)
         out = window.snapshot(tmp_path / f"{name}.png")

@@ -134,8 +134,8 @@ def test_infer_json_score_is_the_real_presence_in_unit_range(tmp_path, tiny_mode
 # --- the tracker view -----------------------------------------------------------------------------------------
 
 def _pose_frame(heatmaps: np.ndarray):
-    from app.inference import PoseFrame, stage_reductions
     from cpm_core.estimator import PoseResult
+    from cpm_core.pose_frame import PoseFrame, stage_reductions
     from cpm_core.preprocess import CropBox, CropTransform
     from cpm_core.skeleton import HAND_21
 
@@ -187,22 +187,21 @@ def test_worker_gives_a_frame_without_a_subject_no_joint_positions_and_restarts_
     both raw and smoothed joints (so a recording draws nothing either) and the next present frame starts the
     smoother afresh at its own joints instead of being pulled towards the old ones."""
     import time
-    from types import SimpleNamespace
 
-    from app.capture import FramePacket
     from app.inference import InferenceWorker
+    from cpm_core.live_pipeline import FramePacket, ModelOutput
+    from cpm_core.pose_frame import PipelineCounts
     from cpm_core.skeleton import HAND_21
 
     worker = InferenceWorker()
     frames = []
     worker.resultReady.connect(frames.append)
-    estimator = SimpleNamespace(card=SimpleNamespace(skeleton=HAND_21))  # all `_finish` reads of it
     packet = FramePacket(0, np.full((200, 200, 3), 90, np.uint8), time.perf_counter())
     for k, heatmaps in enumerate((_target(), np.zeros((3, 32, 32, 22), np.float32), _target())):
         result = _pose_frame(heatmaps).result
         result.keypoints[:, :2] += 30 * k  # the hand moved while it was gone
-        worker._finish(packet, estimator, result, (1, 0, 1), (True, False, False, 0.0), time.perf_counter(),
-                       result.presence)
+        worker.pipeline.finish(ModelOutput(packet, HAND_21, result, PipelineCounts(1, 0, 1), True,
+                                           time.perf_counter()))
     first, absent, back = frames
     assert first.present and np.isfinite(first.shown).all()
     assert not absent.present and np.isnan(absent.raw[:, :2]).all() and np.isnan(absent.smoothed[:, :2]).all()

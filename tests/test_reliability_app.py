@@ -182,7 +182,7 @@ def test_a_killed_recording_keeps_video_and_keypoints_up_to_the_last_second(tmp_
     assert indices == list(range(len(indices))) and len(indices) >= max(reported, len(frames))
     assert all(len(f["keypoints"]) == 21 for f in doc["frames"])
     rows = target.with_suffix(".csv").read_text().splitlines()
-    assert rows[0].startswith("frame,wrist_x") and len(rows) - 1 >= reported
+    assert rows[0].startswith("frame,time,wrist_x") and len(rows) - 1 >= reported
     # The salvaged video holds the annotated source frames, in order.
     source = cv2.VideoCapture(str(VIDEO))
     ok, first = source.read()

@@ -6,7 +6,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtGui import QColor
 
-from app.pose_overlay import DOT_LEVELS, joint_dot
+from app.pose_overlay import DOT_LEVELS, dot_radius, joint_dot
 from app.views import BACKGROUND_BGRA, JET_BGRA, HeatmapMosaic
 
 
@@ -47,18 +47,20 @@ def test_mosaic_colours_each_tile_in_place_and_redraws_a_title_only_when_it_chan
     assert mosaic.image.image.shape == (2 * (band + side) + gap, side, 4)
 
 
-def test_joint_dots_go_from_red_to_green_and_grow_with_confidence():
-    low, half_low = joint_dot(0.0)
-    high, half_high = joint_dot(1.0)
-    assert half_high > half_low and high.width() > low.width()
-    centre = QColor(high.pixel(high.width() // 2, high.height() // 2))
-    assert centre.green() == 255 and centre.red() == 0
-    centre = QColor(low.pixel(low.width() // 2, low.height() // 2))
-    assert centre.red() == 255 and centre.green() == 0
-    assert QColor.fromRgba(high.pixel(0, 0)).alpha() == 0  # transparent around the dot
-    sharp, _ = joint_dot(1.0, ratio=2.0)  # a HiDPI screen gets a dot drawn at its own resolution
-    assert sharp.width() == 2 * high.width() and sharp.devicePixelRatio() == 2.0
+def test_joint_dots_take_their_colour_and_radius():
+    thumb = (255, 25, 25)
+    small, half_small = joint_dot(thumb, 2.0)
+    large, half_large = joint_dot(thumb, 6.0)
+    assert half_large > half_small and large.width() > small.width()
+    centre = QColor(large.pixel(large.width() // 2, large.height() // 2))
+    assert (centre.red(), centre.green(), centre.blue()) == thumb
+    assert QColor.fromRgba(large.pixel(0, 0)).alpha() == 0  # transparent around the dot
+    sharp, _ = joint_dot(thumb, 6.0, ratio=2.0)  # a HiDPI screen gets a dot drawn at its own resolution
+    assert sharp.width() == 2 * large.width() and sharp.devicePixelRatio() == 2.0
     assert DOT_LEVELS >= 5
+    assert dot_radius(200, 1.0) < dot_radius(800, 1.0)  # in proportion to the frame on screen ...
+    assert dot_radius(50, 1.0) >= 1.5 and dot_radius(5000, 1.0) <= 6.0  # ... within limits
+    assert dot_radius(800, 0.0) < dot_radius(800, 1.0)  # an unsure joint's dot is smaller
 
 
 def test_every_view_fills_its_background_without_a_cached_pixmap(qtbot):

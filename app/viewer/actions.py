@@ -37,10 +37,13 @@ class ActionFactory:
         """(key, what it does) for every action with a shortcut, in the order they were made."""
         return [(a.shortcut().toString(QKeySequence.SequenceFormat.NativeText), a.text()) for a in self.with_shortcuts]
 
-    def shortcuts_box(self, quiet: bool) -> QMessageBox:
-        """The Help menu's table of keys (not shown when `quiet`: scripted runs open no dialogs)."""
-        rows = "".join(f"<tr><td><b>{k}</b></td><td>{t}</td></tr>" for k, t in self.shortcut_list())
-        text = f"<table cellspacing=4>{rows}</table><p>Drop a video, image, folder or model onto the window.</p>"
+    def shortcuts_box(self, quiet: bool, text: str | None = None) -> QMessageBox:
+        """The Help menu's table of keys (`text`: HTML, by default this factory's keys; not shown when `quiet`:
+        scripted runs open no dialogs)."""
+        if text is None:
+            text = "".join(f"<tr><td><b>{k}</b></td><td>{t}</td></tr>" for k, t in self.shortcut_list())
+            text = f"<table cellspacing=4>{text}</table>"
+        text += "<p>Drop a video, image, folder or model onto the window.</p>"
         box = QMessageBox(QMessageBox.Icon.Information, "Keyboard shortcuts", text, QMessageBox.StandardButton.Ok,
                           self.owner)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)

@@ -69,3 +69,27 @@ def screen_geometry(window: QWidget) -> QRect:
     if screen is None or QGuiApplication.platformName() in ("offscreen", "minimal"):
         return QRect(0, 0, PREFERRED_SIZE[0] + FRAME_ALLOWANCE[0], PREFERRED_SIZE[1] + FRAME_ALLOWANCE[1])
     return screen.availableGeometry()
+
+
+class TabDocks:
+    """Which of some docks each tab of a window shows, remembered per tab: a tab gets its docks back as the user
+    left them there. Why: the window hid the viewer's docks when the Annotate tab opened and showed them again
+    on the way back, but a trip through a second tab (Annotate -> Train -> Viewer) overwrote what it remembered
+    and both docks stayed hidden. A tab never visited shows the docks only if it is in `shown_in`."""
+
+    def __init__(self, docks: tuple[QDockWidget, ...], shown_in: tuple[int, ...] = (0,), current: int = 0):
+        self.docks = docks
+        self.shown_in = set(shown_in)
+        self.current = current
+        self._visible: dict[int, set[str]] = {}
+
+    def switch(self, index: int) -> None:
+        """Remember what the tab being left shows, then show what tab `index` showed when it was left."""
+        if index == self.current:
+            return
+        self._visible[self.current] = {d.objectName() for d in self.docks if not d.isHidden()}
+        default = {d.objectName() for d in self.docks} if index in self.shown_in else set()
+        wanted = self._visible.get(index, default)
+        for dock in self.docks:
+            dock.setVisible(dock.objectName() in wanted)
+        self.current = index

@@ -23,16 +23,29 @@ def rate(times: list[float]) -> float:
     return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
 
 
+DROPPED_TIP = ("dropped: frames of this source (counted since it was opened, loops included) that the model had no "
+               "time for: in real time a newer frame replaced them before the model took them, so they were never "
+               "processed, shown or recorded. View > Process every frame (and recording) makes it 0.")
+
+
 class Readout(QLabel):
-    """Rates over the last ~2 s: capture (frames offered to the model), display (frames drawn)."""
+    """Rates over the last ~2 s: capture (frames offered to the model), display (frames drawn); the frames this
+    source dropped (the pipeline counts for its whole life; `new_source` sets the baseline)."""
 
     def __init__(self, pipeline: Callable[[], LivePipeline], display: ViewDisplay, recording: Callable[[], bool]):
         super().__init__("capture – fps | inference – ms | display – fps")
         self._pipeline, self._display, self._recording = pipeline, display, recording
         self._capture_marks: deque[tuple[float, int]] = deque(maxlen=8)  # 2 s of ticks
+        self._dropped_before = 0  # the pipeline's drops before the current source was opened
+        self.setToolTip(DROPPED_TIP)
         self.timer = QTimer(self)
         self.timer.timeout.connect(self.update_text)
         self.timer.start(INTERVAL_MS)
+
+    def new_source(self) -> None:
+        """A source was opened: its drops count from 0 (they used to add up over every source, 1055 in an hour)."""
+        self._dropped_before = self._pipeline().dropped
+        self.update_text()
 
     def pause(self) -> None:
         """Stop updating (a test counting layout requests, a window closing)."""
@@ -53,6 +66,6 @@ class Readout(QLabel):
         pose = self._display.last_drawn
         ms = f"{pose.timings.get('model', 0):.1f}" if pose else "–"
         self.setText(f"capture {cap_fps:.1f} fps | inference {ms} ms | display {disp_fps:.1f} fps | "
-                     f"dropped {pipeline.dropped}"
+                     f"dropped {pipeline.dropped - self._dropped_before}"
                      + (f" | subjects {len(pose.subjects)}" if pose and pose.detecting else "")
                      + (" | REC" if self._recording() else ""))
