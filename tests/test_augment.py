@@ -229,3 +229,38 @@ def test_build_cache_precomputes_soft_masks_around_the_joints():
         assert 0 < ((m > 0) & (m < 255)).sum()  # a soft edge
     sub = cache.subset(np.array([0]))
     np.testing.assert_array_equal(sub.masks[0], cache.masks[0])
+
+
+def test_negatives_are_subject_free_crops_with_empty_targets_in_the_loss(tmp_path):
+    """augment.negative = 1: every crop is a background crop (no subject pixel, no pasted occluder), every joint
+    map is zero and the background one, and every channel is in the loss (unlabelled joints included: "no joint
+    here" is the lesson); negative = 0 leaves the subjects and their targets alone."""
+    kps = hand_keypoints(4)
+    cache = make_cache(solid(4, SUBJECT_BGR), kps)
+    cache.visibility[:, 5] = 0  # one unlabelled joint: out of the loss for a subject, in it for a negative
+    folder = background_folder(tmp_path)
+    aug = AugmentConfig(**STILL, backgrounds=[str(folder)], negative=1.0, occluder=1.0, paste_background=0.5)
+    images, targets, mask = first_batch(cache, aug)
+    np.testing.assert_allclose(images, np.broadcast_to(BACKGROUND_BGR, images.shape), atol=1)
+    assert np.all(targets[..., :-1] == 0.0) and np.all(targets[..., -1] == 1.0)
+    assert np.all(mask == 1.0)
+    images, targets, mask = first_batch(cache, AugmentConfig(**STILL, backgrounds=[str(folder)], negative=0.0))
+    np.testing.assert_allclose(images, np.broadcast_to(SUBJECT_BGR, images.shape), atol=1)
+    assert targets[..., :-1].max() > 0.9 and mask[:, 5].max() == 0.0 and mask[:, 0].min() == 1.0
+    with pytest.raises(ValueError, match="augment.negative needs augment.backgrounds"):
+        load_config(None, ["augment.negative=0.1"])
+
+
+def test_backgrounds_can_be_a_list_file(tmp_path):
+    """A .txt list names background files relative to itself (a recipe trains on part of a folder and keeps the
+    rest for a benchmark); a listed file that is missing is a clear error."""
+    from training.data import load_backgrounds
+
+    folder = background_folder(tmp_path, count=3)
+    listing = tmp_path / "train_bgs.txt"
+    listing.write_text("# two of three\nbgs/bg0.png\nbgs/bg2.png  # the tallest\n")
+    assert load_backgrounds([str(listing)], 32).shape == (2, 32, 32, 3)
+    assert load_backgrounds([str(folder)], 32).shape == (3, 32, 32, 3)
+    listing.write_text("bgs/bg0.png\nbgs/nope.png\n")
+    with pytest.raises(ValueError, match="lists 1 missing file"):
+        load_backgrounds([str(listing)], 32)

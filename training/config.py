@@ -83,6 +83,11 @@ class AugmentConfig:
     # the config file; loaded once, small, into memory
     paste_background: float = 0.0  # probability of blending the subject onto a random crop of a background
     paste_subject: float = 0.0  # probability of blending it onto a random crop of another training subject's crop
+    # Negatives: the probability that a training crop is replaced by a random crop of a background image, with
+    # every joint's target map zero (background one) and every channel in the loss. Why: every training crop
+    # holds a subject, so a net fine-tuned with heavy occlusion and paste learns to see a hand everywhere, and
+    # the presence score (cpm_core.presence, read from the background channel) stops telling hand-free crops.
+    negative: float = 0.0
     paste_mask: str = "hull"  # hull: the joints' convex hull, dilated and feathered | box: their bounding box
     mask_dilate: float = 0.12  # mask dilation, as a fraction of the subject's size (its joints' extent)
     mask_feather: float = 0.06  # Gaussian sigma of the mask's soft edge, same unit
@@ -225,13 +230,15 @@ def _check_augment(cfg: RunConfig) -> None:
     folder now, because the training code hands the AugmentConfig on without the RunConfig."""
     a = cfg.augment
     if not isinstance(a.backgrounds, list) or not all(isinstance(b, str) for b in a.backgrounds):
-        raise ValueError("augment.backgrounds must be a list of folders or image files")
+        raise ValueError("augment.backgrounds must be a list of folders, image files or .txt lists of them")
     a.backgrounds = [cfg.resolve(b) for b in a.backgrounds]
-    for name in ("paste_background", "paste_subject", "occluder", "motion_blur", "defocus_blur", "jpeg"):
+    for name in ("paste_background", "paste_subject", "occluder", "motion_blur", "defocus_blur", "jpeg", "negative"):
         if not 0.0 <= getattr(a, name) <= 1.0:
             raise ValueError(f"augment.{name} is a probability (0 to 1), got {getattr(a, name)}")
     if a.paste_background + a.paste_subject > 1.0:
         raise ValueError("augment.paste_background + augment.paste_subject must be at most 1 (one scene per crop)")
+    if a.negative > 0 and not a.backgrounds:
+        raise ValueError("augment.negative needs augment.backgrounds (folders or files of subject-free images)")
     if a.paste_background > 0 and not a.backgrounds:
         raise ValueError("augment.paste_background needs augment.backgrounds (folders or files of images)")
     if a.paste_mask not in ("hull", "box"):

@@ -99,7 +99,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def load_backgrounds(paths: list[str], size: int) -> np.ndarray:
-    """Background images (B, size, size, 3) uint8 BGR from folders (searched recursively) and files.
+    """Background images (B, size, size, 3) uint8 BGR from folders (searched recursively), files, and `.txt`
+    lists of image files (one path per line, relative to the list; `#` comments): a list lets a recipe train on
+    part of a folder and keep the rest held out for a benchmark (bench/presence.py).
 
     Each is resized (area) so its shorter side is `size` and cut to its central square, once: the pipeline
     then only takes random crops, so 400 backgrounds cost about 400 x size^2 x 3 bytes of memory and no
@@ -115,6 +117,15 @@ def load_backgrounds(paths: list[str], size: int) -> np.ndarray:
             if not found:
                 raise ValueError(f"augment.backgrounds: {p} has no images ({', '.join(IMAGE_SUFFIXES)})")
             files.extend(found)
+        elif p.is_file() and p.suffix.lower() == ".txt":
+            listed = [line.split("#")[0].strip() for line in p.read_text().splitlines()]
+            listed = [p.parent / name for name in listed if name]
+            missing = [str(f) for f in listed if not f.is_file()]
+            if missing:
+                raise ValueError(f"augment.backgrounds: {p} lists {len(missing)} missing file(s), e.g. {missing[0]}")
+            if not listed:
+                raise ValueError(f"augment.backgrounds: {p} lists no images")
+            files.extend(listed)
         elif p.is_file():
             files.append(p)
         else:
@@ -492,6 +503,7 @@ def make_pipeline(cache: SubjectCache, input_size: int, stride: int, batch: int,
     centre_o = (input_size - 1) / 2.0
     a_cfg = augment if augment is not None else AugmentConfig()
     paste_bg = augment is not None and a_cfg.paste_background > 0
+    negatives = augment is not None and a_cfg.negative > 0
     paste_subject = augment is not None and a_cfg.paste_subject > 0
     occlude = augment is not None and a_cfg.occluder > 0
     use_pool = paste_bg or paste_subject or occlude
@@ -510,7 +522,7 @@ def make_pipeline(cache: SubjectCache, input_size: int, stride: int, batch: int,
         pool_vis = tf.constant(cache.visibility)
         n_pool = len(cache)
     mask_step = 2 if input_size % 2 == 0 else 1
-    if paste_bg:
+    if paste_bg or negatives:
         backgrounds = tf.constant(load_backgrounds(list(a_cfg.backgrounds), max(int(round(1.5 * input_size)), 32)))
         n_bg = int(backgrounds.shape[0])
 
@@ -584,8 +596,16 @@ def make_pipeline(cache: SubjectCache, input_size: int, stride: int, batch: int,
             fill_value=128.0, interpolation="BILINEAR", fill_mode="CONSTANT")[0]
         if code is not None and (paste_bg or paste_subject):
             warped = composite(warped, _warp_mask(code, matrix[0], input_size, mask_step))
-        if occlude:
-            warped = tf.cond(tf.random.uniform([]) < a_cfg.occluder, lambda: add_occluder(warped), lambda: warped)
+        negative = tf.constant(False)
+        if negatives:
+            # A subject-free crop in place of the subject, degraded like every other crop below, so "no paste
+            # edge" or "no blur" cannot tell a negative apart.
+            negative = tf.random.uniform([]) < a_cfg.negative
+            warped = tf.cond(negative, lambda: _random_crops(backgrounds, tf.random.uniform([], 0, n_bg, tf.int32),
+                                                             input_size), lambda: warped)
+        if occlude:  # no other hand is pasted onto a negative: it must stay subject-free
+            warped = tf.cond(tf.logical_and(tf.random.uniform([]) < a_cfg.occluder, tf.logical_not(negative)),
+                             lambda: add_occluder(warped), lambda: warped)
         # Keypoints: invert the 2x2 part.
         det = m00 * m11 - m01 * m10
         dxk, dyk = kp[:, 0] - tx, kp[:, 1] - ty
@@ -626,8 +646,9 @@ def make_pipeline(cache: SubjectCache, input_size: int, stride: int, batch: int,
                 warped = tf.ensure_shape(warped, [input_size, input_size, 3])
         labelled = vis_out > 0
         grid_xy = (kp_out + 0.5) / stride - 0.5
-        targets = _gaussian_targets(grid_xy, labelled, grid, sigma)
-        mask_out = tf.concat([tf.cast(labelled, tf.float32), tf.ones([1])], axis=0)
+        # A negative: no joint anywhere (all maps zero, background one), and every channel counts in the loss.
+        targets = _gaussian_targets(grid_xy, tf.logical_and(labelled, tf.logical_not(negative)), grid, sigma)
+        mask_out = tf.concat([tf.cast(tf.logical_or(labelled, negative), tf.float32), tf.ones([1])], axis=0)
         return warped / 256.0 - 0.5, targets, mask_out
 
     if use_pool:
