@@ -160,7 +160,8 @@ class MainWindow(QMainWindow):
         self.plots_dock = add_dock(self, "Confidence", "confidence", self.plots, bottom)
         self.card_dock = add_dock(self, "Model card", "model_card", scrolling(self.models.card), right)
         # The viewer's controls and plots give their room to the other tabs' canvas and forms by default.
-        self.tab_docks = TabDocks((self.controls_dock, self.plots_dock), shown_in=(0,))
+        self.tab_docks = TabDocks(self, (self.controls_dock, self.plots_dock), shown_in=(0,))
+        self._resume_playing = False  # the video played when the viewer was left: it plays again on return
 
     def _build_menus(self) -> None:
         act, bar = self.action_factory, self.menuBar()
@@ -222,11 +223,16 @@ class MainWindow(QMainWindow):
             self.mode_tabs.setCurrentIndex(0)
 
     def _on_mode_changed(self, index: int) -> None:
-        """Each tab gets the viewer's docks back as the user left them in it (`TabDocks`); the viewer's own
-        readout shows only with the viewer, so other tabs' status messages have the status bar's width."""
+        """Each tab gets the viewer's docks back as the user left them in it (`TabDocks`), and the viewer its
+        playback; the viewer's own readout shows only with the viewer, so other tabs' status messages have the
+        status bar's width."""
         # Labelling is on still frames, and the model is better spent on predictions than on a hidden video.
-        if index != 0 and self.session.playing:
+        if index != 0 and self.tab_docks.current == 0:
+            self._resume_playing = self.session.playing
             self.session.set_playing(False)
+        elif index == 0 and self._resume_playing:
+            self._resume_playing = False
+            self.session.set_playing(True)
         self.tab_docks.switch(index)
         self.readout.setVisible(index == 0)
 

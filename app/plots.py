@@ -56,10 +56,9 @@ class ConfidencePlotsWidget(pg.GraphicsLayoutWidget):
         self.stage_plot.disableAutoRange(axis="x")
         self.stage_plot.setMouseEnabled(x=False, y=False)
         _plain_axes(self.stage_plot)
-        self.stage_legend = pg.LegendItem(labelTextSize="8pt", verSpacing=-6)
-        self.ci.addItem(self.stage_legend, row=0, col=1)
+        self.stage_legend = self.stage_plot.titleLabel  # the stages' colour keys, above the curves (`_key_title`)
         self._x_range: tuple[int, int] | None = None
-        self.timeline_plot = self.ci.addPlot(row=0, col=2, title="per-joint confidence timeline")
+        self.timeline_plot = self.ci.addPlot(row=0, col=1, title="per-joint confidence timeline")
         self.timeline_plot.setLabel("bottom", "frame")
         self.timeline_plot.setLabel("left", "joint")
         self.timeline_plot.invertY(True)
@@ -71,7 +70,7 @@ class ConfidencePlotsWidget(pg.GraphicsLayoutWidget):
         self.cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen((255, 255, 255, 160)))
         self.timeline_plot.addItem(self.cursor)
         self.ci.layout.setColumnStretchFactor(0, 1)
-        self.ci.layout.setColumnStretchFactor(2, 2)
+        self.ci.layout.setColumnStretchFactor(1, 2)
         self._curves: list[pg.PlotDataItem] = []
         self._x = np.zeros(0)
         self._y = np.zeros((0, 0))
@@ -120,12 +119,20 @@ class ConfidencePlotsWidget(pg.GraphicsLayoutWidget):
             return
         for c in self._curves:
             self.stage_plot.removeItem(c)
-        self.stage_legend.clear()
-        self._curves = [self.stage_plot.plot(pen=pg.intColor(i, hues=max(stages, 3)), connect="finite")
-                        for i in range(stages)]
-        for i, c in enumerate(self._curves):
-            self.stage_legend.addItem(c, f"stage {i + 1}")
+        colours = [pg.intColor(i, hues=max(stages, 3), sat=150) for i in range(stages)]  # light: dark ground
+        # Lines join consecutive frames only; a dot marks every processed frame, so a stretch where the model
+        # keeps up with every other frame (each point between gaps) still shows.
+        self._curves = [self.stage_plot.plot(pen=c, connect="finite", symbol="o", symbolSize=3, symbolPen=None,
+                                             symbolBrush=c) for c in colours]
+        self._key_title(colours)
         self._clear_stages(stages)
+
+    def _key_title(self, colours: list) -> None:
+        """The legend as the plot's title, one coloured key per stage: a legend inside the plot covered the
+        curves, and one beside it took the room of the x axis."""
+        keys = "&nbsp;".join(f"<span style='color:{c.name()}'>&#9632;&nbsp;{i + 1}</span>"
+                             for i, c in enumerate(colours))
+        self.stage_plot.setTitle(f"mean confidence per stage&nbsp;&nbsp;{keys}")
 
     def add(self, pose: PoseFrame) -> None:
         """Record one frame's confidences; the plots themselves redraw at most every REDRAW_S seconds."""

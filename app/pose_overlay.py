@@ -68,9 +68,9 @@ class PoseItem(pg.GraphicsObject):
 
     def __init__(self, skeleton: Skeleton, width: float, alpha: int, style: Qt.PenStyle,
                  colour: tuple[int, int, int] | None = None, side: Side | None = None):
-        """`colour` (RGB): every limb and joint in one colour (a detected hand of unknown chirality, told apart
-        from the others by its id's colour); default: `limb_colours(skeleton, side)` and `joint_colours`, `side`
-        being a hand's chirality when known."""
+        """`colour` (RGB): every limb in one colour (a detected hand of unknown chirality, told apart from the
+        others by its id's colour); default: `limb_colours(skeleton, side)`, `side` being a hand's chirality when
+        known. Joints always take `joint_colours(skeleton, side)`."""
         super().__init__()
         self.skeleton = skeleton
         colours = ([colour] * len(skeleton.limbs) if colour is not None
@@ -79,8 +79,9 @@ class PoseItem(pg.GraphicsObject):
         for pen in self._pens:
             pen.setCosmetic(True)
         self._width = width
-        self.joint_rgb = ([colour] * skeleton.num_joints if colour is not None
-                          else [(r, g, b) for b, g, r in joint_colours(skeleton, side)])
+        # Joints keep their finger's colour even when the limbs take a subject's id colour: the outline and label
+        # tell subjects apart, the dots which finger is which.
+        self.joint_rgb = [(r, g, b) for b, g, r in joint_colours(skeleton, side)]
         self._alpha = alpha
         self._dots: dict[tuple[float, float, int, int], tuple[QImage, float]] = {}
         self._kp = np.zeros((0, 3))
@@ -157,7 +158,7 @@ class PoseItem(pg.GraphicsObject):
 
 
 class PoseOverlay:
-    """A skeleton on a ViewBox: limbs in `limb_colours`, joints in `joint_colours` (or all in one `colour`)."""
+    """A skeleton on a ViewBox: limbs in `limb_colours` (or one `colour`), joints in `joint_colours`."""
 
     def __init__(self, view: pg.ViewBox, skeleton: Skeleton, width: float = 2.5, alpha: int = 255,
                  style: Qt.PenStyle = Qt.PenStyle.SolidLine, z: float = 10, colour: tuple[int, int, int] | None = None,

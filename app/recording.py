@@ -22,6 +22,7 @@ class Recorder(PoseRecorder):
 
     _unfollow = None
     limit: int | None = None  # record at most this many frames (a scripted run's --frames); None: no limit
+    _last_index: int | None = None
 
     def follow(self, settings) -> None:
         """Draw joints above `settings.threshold` (a `ViewerSettings`) from now on, as the views do, also when the
@@ -38,5 +39,8 @@ class Recorder(PoseRecorder):
     def write(self, frame_bgr, pose) -> None:
         """Add one processed frame (a `cpm_core.pose_frame.PoseFrame`: its shown keypoints and source index; its
         time in the source is index / fps)."""
+        if pose.index == self._last_index and not pose.restart:
+            return  # the same frame shown again with new settings (a paused frame after K or D): recorded once
         if self.limit is None or self.frames_written < self.limit:
+            self._last_index = pose.index
             self.add(frame_bgr, pose.shown, pose.index)

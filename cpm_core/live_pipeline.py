@@ -220,7 +220,13 @@ class LivePipeline:
             self._cond.notify_all()
 
     def set_kalman(self, enabled: bool) -> None:
-        self._kalman = bool(enabled)
+        """Show the smoothed pose or not; a paused frame is shown again with the new choice (K on a paused video
+        left its overlay saying "pose: smoothed")."""
+        with self._cond:
+            changed = self._kalman != bool(enabled)
+            self._kalman = bool(enabled)
+            if changed:
+                self._redo_last()
 
     def set_kalman_noise(self, process: float, measurement: float) -> None:
         with self._cond:

@@ -75,6 +75,21 @@ def test_each_tab_gets_its_docks_back_as_the_user_left_them(qtbot, window):
     assert controls.isHidden() and not plots.isHidden()
 
 
+def test_the_viewer_plays_again_when_it_was_playing_as_it_was_left(qtbot, window):
+    assert window.open_source(VIDEO)  # loops: it plays until paused
+    qtbot.waitUntil(lambda: window.displayed >= 1, timeout=WAIT_MS)
+    assert window.session.playing
+    _tab(window, "Annotate")
+    assert not window.session.playing  # the model is the labelling assistant's now
+    _tab(window, "Train")
+    _tab(window, "Viewer")
+    assert window.session.playing
+    window.session.set_playing(False)  # paused by the user: stays paused through a trip
+    _tab(window, "Annotate")
+    _tab(window, "Viewer")
+    assert not window.session.playing
+
+
 # --- 2 stage-confidence plot ------------------------------------------------------------------------------------
 
 def _pose(index: int, restart: bool = False, conf=(0.2, 0.5)) -> SimpleNamespace:
@@ -121,8 +136,19 @@ def test_stage_plot_is_by_frame_index_with_gaps_reset_on_restart_and_spans_the_v
     assert {int(v) for v in x[np.isfinite(y)]} == {80, 81}
     QApplication.processEvents()
     legend = plots.stage_legend.sceneBoundingRect()
-    assert legend.width() > 0
-    assert not legend.intersects(plots.stage_plot.getViewBox().sceneBoundingRect())  # beside, not over, the curves
+    assert legend.width() > 0 and all(f"{i}</span>" in plots.stage_legend.text for i in (1, 2))
+    assert not legend.intersects(plots.stage_plot.getViewBox().sceneBoundingRect())  # outside, not over, the curves
+
+
+def test_stage_plot_shows_frames_processed_between_gaps(qtbot):
+    """A slow model processes every other frame: each point sits between gaps, and must still be seen."""
+    plots = _shown_plots(qtbot)
+    plots.reset(150)
+    for i in range(0, 150, 2):
+        plots.add(_pose(i, restart=i == 0))
+    plots.redraw()
+    curve = plots._curves[0]
+    assert curve.opts["symbol"] is not None and np.isfinite(curve.scatter.data["y"]).sum() == 75  # a dot each
 
 
 def test_stage_plot_of_a_live_source_breaks_its_line_where_frames_are_missing(qtbot):
@@ -238,6 +264,16 @@ def test_tracker_view_with_kalman_off_draws_and_says_the_raw_pose(qtbot):
     np.testing.assert_allclose(view.panel.overlay.item._kp[:, :2], frame.raw[:, :2])
     view.show_pose(_frame(kalman=True, shift=25.0))
     assert "pose: smoothed" in view.status.textItem.toPlainText()
+
+
+def test_k_on_a_paused_frame_redraws_it_raw(qtbot, window):
+    window.set_view("tracker")
+    assert window.open_source(IMAGE)  # a still: processed once, then nothing more unless settings change
+    qtbot.waitUntil(lambda: window.displayed >= 1 and window.worker.idle(), timeout=WAIT_MS)
+    status = window.views["tracker"].status
+    assert "pose: smoothed" in status.textItem.toPlainText()
+    qtbot.keyClick(window, Qt.Key.Key_K)
+    qtbot.waitUntil(lambda: "Kalman off" in status.textItem.toPlainText(), timeout=WAIT_MS)
 
 
 def _dot_pixels(qtbot, size: int, colour: tuple[int, int, int]) -> tuple[int, QColor]:

@@ -72,22 +72,29 @@ def screen_geometry(window: QWidget) -> QRect:
 
 
 class TabDocks:
-    """Which of some docks each tab of a window shows, remembered per tab: a tab gets its docks back as the user
-    left them there. Why: the window hid the viewer's docks when the Annotate tab opened and showed them again
-    on the way back, but a trip through a second tab (Annotate -> Train -> Viewer) overwrote what it remembered
-    and both docks stayed hidden. A tab never visited shows the docks only if it is in `shown_in`."""
+    """Which of some docks each tab of a window shows, and their sizes, remembered per tab: a tab gets its docks
+    back as the user left them there. Why: the window hid the viewer's docks when the Annotate tab opened and
+    showed them again on the way back, but a trip through a second tab (Annotate -> Train -> Viewer) overwrote
+    what it remembered and both docks stayed hidden; and docks shown again took whatever room was left. A tab
+    never visited shows the docks only if it is in `shown_in`."""
 
-    def __init__(self, docks: tuple[QDockWidget, ...], shown_in: tuple[int, ...] = (0,), current: int = 0):
+    def __init__(self, window: QMainWindow, docks: tuple[QDockWidget, ...], shown_in: tuple[int, ...] = (0,),
+                 current: int = 0):
+        self.window = window
         self.docks = docks
         self.shown_in = set(shown_in)
         self.current = current
         self._visible: dict[int, set[str]] = {}
+        self._states: dict[int, object] = {}  # QMainWindow.saveState() per tab: dock sizes and places
 
     def switch(self, index: int) -> None:
         """Remember what the tab being left shows, then show what tab `index` showed when it was left."""
         if index == self.current:
             return
         self._visible[self.current] = {d.objectName() for d in self.docks if not d.isHidden()}
+        self._states[self.current] = self.window.saveState()
+        if index in self._states:
+            self.window.restoreState(self._states[index])
         default = {d.objectName() for d in self.docks} if index in self.shown_in else set()
         wanted = self._visible.get(index, default)
         for dock in self.docks:
