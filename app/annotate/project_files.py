@@ -18,13 +18,11 @@ from PySide6.QtWidgets import (
 )
 
 from app.background import run_in_worker
-from cpm_core.dataset.formats import FORMATS, read_dataset, write_dataset
+from cpm_core.dataset.formats import dataset_format, open_filter, read_dataset, writable_formats, write_dataset
 from cpm_core.dataset.frames import METHODS
 from cpm_core.dataset.project import PROJECT_SUFFIX, AnnotationProject, ProjectError
 from cpm_core.skeleton import HAND_21, Skeleton
 from cpm_core.sources import VIDEO_SUFFIXES
-
-FILE_FORMATS = ("coco", "tfrecord", "port-tfrecord")  # the others are written into a folder
 
 
 class ProjectFilesMixin:
@@ -149,8 +147,7 @@ class ProjectFilesMixin:
 
     def new_from_dataset_dialog(self) -> None:
         src, _ = QFileDialog.getOpenFileName(self, "Import dataset (COCO .json, labels.txt, .tfrecord, CMU .json)",
-                                             "", "Datasets (*.json labels.txt *.tfrecord *.tfrecords *.record);;"
-                                             "All files (*)")
+                                             "", open_filter("Datasets"))
         if not src:
             return
         fmt = None
@@ -170,13 +167,14 @@ class ProjectFilesMixin:
         if self.project is None:
             self._error("no annotation project open: nothing to export")
             return
-        fmt, ok = QInputDialog.getItem(self, "Export dataset", "Format:", list(FORMATS), 0, False)
+        # The formats, and whether each is a file or a folder, come from cpm_core's table of dataset formats.
+        fmt, ok = QInputDialog.getItem(self, "Export dataset", "Format:", writable_formats(), 0, False)
         if not ok:
             return
+        entry = dataset_format(fmt)
         base = self.project.folder / f"{self.project.path.name.removesuffix(PROJECT_SUFFIX)}_{fmt}"
-        if fmt in FILE_FORMATS:
-            suffix = ".json" if fmt == "coco" else ".tfrecord"
-            path, _ = QFileDialog.getSaveFileName(self, f"Export as {fmt}", str(base) + suffix)
+        if not entry.folder:
+            path, _ = QFileDialog.getSaveFileName(self, f"Export as {fmt}", str(base) + entry.default_suffix)
         else:
             path = QFileDialog.getExistingDirectory(self, f"Export as {fmt} into folder", str(self.project.folder))
         if path:

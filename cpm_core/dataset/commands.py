@@ -12,14 +12,13 @@ import json
 import sys
 
 from cpm_core.dataset.check import register_check
-from cpm_core.dataset.formats import FORMATS, read_dataset, write_dataset
+from cpm_core.dataset.formats import read_dataset, readable_formats, writable_formats, write_dataset
 from cpm_core.dataset.frames import METHODS, extract_frames
 from cpm_core.dataset.issues import DatasetFormatError
 from cpm_core.dataset.model import Dataset
 from cpm_core.dataset.stats import dataset_stats, format_stats
 from cpm_core.skeleton import get_skeleton
 
-WRITE_FORMATS = ("coco", "labels", "tfrecord", "port-tfrecord", "cmu-hand")
 MAX_WARNINGS = 10
 
 
@@ -86,7 +85,7 @@ def _extract(args: argparse.Namespace) -> int:
 
 
 def _add_read_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--from", dest="from_fmt", choices=FORMATS, default=None,
+    p.add_argument("--from", dest="from_fmt", choices=readable_formats(), default=None,
                    help="input format (default: guessed from the path)")
     p.add_argument("--strict", action="store_true", help="fail on the first malformed record instead of skipping")
     p.add_argument("--xy", action="store_true", help="labels.txt lists x before y (the port's README says y first)")
@@ -103,7 +102,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     conv = sub.add_parser("convert", help="convert a dataset to another format")
     conv.add_argument("input", help="COCO .json, labels folder, .tfrecord or CMU hand folder")
     conv.add_argument("output", help="output file (coco, tfrecord) or folder (labels, cmu-hand)")
-    conv.add_argument("--to", required=True, choices=WRITE_FORMATS, help="output format")
+    conv.add_argument("--to", required=True, choices=writable_formats(), help="output format")
     conv.add_argument("--size", type=int, default=64, help="crop size of the port's TFRecord (default 64)")
     conv.add_argument("--allow-outside-root", action="store_true",
                       help="copy or embed images whose paths leave the dataset's folder (../, absolute paths, "

@@ -1,7 +1,15 @@
-"""One entry point for all dataset formats: guess the format from a path, read it, write any other.
+"""One table of dataset formats, and the entry points that use it: guess the format from a path, read it, write
+any other.
+
+`FORMAT_TABLE` holds one `DatasetFormat` per format: its name, the file suffixes it is stored under (or that it is a
+folder), its reader and writer and a Qt-free dialog filter. The CLI (`cpm dataset convert --to/--from`), the
+Annotate tab's export and the Train panel's format choice all list formats from it, so a format is added in one
+place and shows up in all three; before, `read_dataset` / `write_dataset` were if/elif chains and the GUI kept its
+own lists and filters beside them.
 
 Format names: "coco" (a .json file), "labels" (the port's folder of <person>/labels.txt), "tfrecord" (ours),
-"port-tfrecord" (the port's crops + heatmaps), "cmu-hand" (a folder of CMU hand JSONs beside their images).
+"port-tfrecord" (the port's crops + heatmaps), "cmu-hand" (a folder of CMU hand JSONs beside their images),
+"project" (an annotation project, *.cpmproj.json; read only: its confirmed frames).
 """
 
 from __future__ import annotations
@@ -10,8 +18,10 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cpm_core.dataset.cmu_hand import read_cmu_hand, write_cmu_hand
 from cpm_core.dataset.coco import read_coco, write_coco
@@ -20,9 +30,50 @@ from cpm_core.dataset.model import Dataset
 from cpm_core.dataset.port_labels import LABELS_NAME, read_labels, write_labels
 from cpm_core.skeleton import HAND_21, Skeleton
 
-FORMATS = ("coco", "labels", "tfrecord", "port-tfrecord", "cmu-hand")  # readable and writable
-READ_ONLY_FORMATS = ("project",)  # annotation projects (*.cpmproj.json) are read as datasets
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".record", ".tfr")
+
+# reader(path, strict=..., skeleton=..., order=...) -> Dataset; writer(dataset, path, **options)
+Reader = Callable[..., Dataset]
+Writer = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class DatasetFormat:
+    """One dataset format: what it is called, how it is stored, how it is read and written.
+
+    `suffixes`: the file name endings of a file format, the first one the default for a new file (empty for a
+    folder format). `needs_images`: which image files a writer copies or embeds, so `write_dataset` checks them
+    first ("" none, "labelled" those of samples with instances, "all" every sample's)."""
+
+    name: str
+    title: str  # what a person calls it, e.g. "COCO keypoints"
+    folder: bool  # stored as a folder (a file dialog cannot pick it)
+    suffixes: tuple[str, ...] = ()
+    reader: Reader | None = None
+    writer: Writer | None = None
+    needs_images: Literal["", "labelled", "all"] = ""
+    marker: str = ""  # a folder format's file that a file dialog can pick to mean its folder (labels.txt)
+
+    @property
+    def readable(self) -> bool:
+        return self.reader is not None
+
+    @property
+    def writable(self) -> bool:
+        return self.writer is not None
+
+    @property
+    def default_suffix(self) -> str:
+        """The suffix a new file of this format gets ("" for a folder format)."""
+        return self.suffixes[0] if self.suffixes else ""
+
+    @property
+    def dialog_filter(self) -> str:
+        """A file dialog's filter for this format ("COCO keypoints (*.json)"), Qt-free so any front end can use
+        it; "" for a folder format."""
+        if self.folder or not self.suffixes:
+            return ""
+        return f"{self.title} ({' '.join('*' + s for s in self.suffixes)})"
 
 
 def _head(path: Path, n: int = 4096) -> str:
@@ -84,26 +135,10 @@ def read_dataset(
     the labels.txt coordinate order ("yx" or "xy"). Skipped records are on the result's `issues`.
     """
     fmt = fmt or guess_format(path)
-    if fmt == "coco":
-        return read_coco(path, strict=strict)
-    if fmt == "labels":
-        return read_labels(path, skeleton=skeleton or HAND_21, order=order, strict=strict)
-    if fmt == "cmu-hand":
-        return read_cmu_hand(path, strict=strict)
-    if fmt == "tfrecord":
-        from cpm_core.dataset.tfrecord import read_tfrecord  # noqa: PLC0415 - imports TensorFlow
-
-        return read_tfrecord(path, strict=strict, skeleton=skeleton)
-    if fmt == "port-tfrecord":
-        from cpm_core.dataset.tfrecord import read_port_tfrecord  # noqa: PLC0415 - imports TensorFlow
-
-        return read_port_tfrecord(path, skeleton=skeleton or HAND_21, strict=strict)
-    if fmt == "project":
-        # An annotation project trains on what a person has labelled (confirmed frames) only.
-        from cpm_core.dataset.project import AnnotationProject  # noqa: PLC0415 - project imports this module
-
-        return AnnotationProject.load(path).to_dataset(only_labelled=True)
-    raise ValueError(f"unknown dataset format {fmt!r}; known: {', '.join(FORMATS)}")
+    entry = dataset_format(fmt)
+    if entry.reader is None:
+        raise ValueError(f"dataset format {fmt!r} cannot be read; readable: {', '.join(readable_formats())}")
+    return entry.reader(path, strict=strict, skeleton=skeleton, order=order)
 
 
 class MissingImageError(FileNotFoundError):
@@ -166,22 +201,121 @@ def write_dataset(dataset: Dataset, path: str | os.PathLike, fmt: str, **options
     refused export writes nothing. Folder outputs are written so that a failure midway leaves none of the new
     output behind (`_write_folder`); file outputs are written atomically by their writers.
     """
-    if fmt in ("labels", "cmu-hand", "tfrecord", "port-tfrecord") and options.get("images") != "none":
+    entry = dataset_format(fmt)
+    if entry.writer is None:
+        raise ValueError(f"dataset format {fmt!r} cannot be written; writable: {', '.join(writable_formats())}")
+    if entry.needs_images and options.get("images") != "none":
         dataset.check_image_paths()
-        check_images_present(dataset, only_with_instances=fmt != "tfrecord")
-    if fmt == "coco":
-        write_coco(dataset, path, **options)
-    elif fmt == "labels":
-        _write_folder(Path(path), lambda folder: write_labels(dataset, folder, **options))
-    elif fmt == "cmu-hand":
-        _write_folder(Path(path), lambda folder: write_cmu_hand(dataset, folder, **options))
-    elif fmt == "tfrecord":
-        from cpm_core.dataset.tfrecord import write_tfrecord  # noqa: PLC0415 - imports TensorFlow
+        check_images_present(dataset, only_with_instances=entry.needs_images == "labelled")
+    entry.writer(dataset, path, **options)
 
-        write_tfrecord(dataset, path, **options)
-    elif fmt == "port-tfrecord":
-        from cpm_core.dataset.tfrecord import write_port_tfrecord  # noqa: PLC0415 - imports TensorFlow
 
-        write_port_tfrecord(dataset, path, **options)
-    else:
-        raise ValueError(f"unknown dataset format {fmt!r}; known: {', '.join(FORMATS)}")
+# ------------------------------------------------------------------ the table's readers and writers
+# One signature each, so the table can hold them: readers take (path, strict, skeleton, order) and use what their
+# format needs; TensorFlow and the project module are imported only when their format is used.
+def _read_coco(path: str | os.PathLike, strict: bool, skeleton: Skeleton | None, order: str) -> Dataset:
+    return read_coco(path, strict=strict)
+
+
+def _read_labels(path: str | os.PathLike, strict: bool, skeleton: Skeleton | None, order: str) -> Dataset:
+    return read_labels(path, skeleton=skeleton or HAND_21, order=order, strict=strict)
+
+
+def _read_cmu_hand(path: str | os.PathLike, strict: bool, skeleton: Skeleton | None, order: str) -> Dataset:
+    return read_cmu_hand(path, strict=strict)
+
+
+def _read_tfrecord(path: str | os.PathLike, strict: bool, skeleton: Skeleton | None, order: str) -> Dataset:
+    from cpm_core.dataset.tfrecord import read_tfrecord  # noqa: PLC0415 - imports TensorFlow
+
+    return read_tfrecord(path, strict=strict, skeleton=skeleton)
+
+
+def _read_port_tfrecord(path: str | os.PathLike, strict: bool, skeleton: Skeleton | None, order: str) -> Dataset:
+    from cpm_core.dataset.tfrecord import read_port_tfrecord  # noqa: PLC0415 - imports TensorFlow
+
+    return read_port_tfrecord(path, skeleton=skeleton or HAND_21, strict=strict)
+
+
+def _read_project(path: str | os.PathLike, strict: bool, skeleton: Skeleton | None, order: str) -> Dataset:
+    # An annotation project trains on what a person has labelled (confirmed frames) only.
+    from cpm_core.dataset.project import AnnotationProject  # noqa: PLC0415 - project imports this module
+
+    return AnnotationProject.load(path).to_dataset(only_labelled=True)
+
+
+def _write_coco(dataset: Dataset, path: str | os.PathLike, **options: Any) -> None:
+    write_coco(dataset, path, **options)
+
+
+def _write_labels(dataset: Dataset, path: str | os.PathLike, **options: Any) -> None:
+    _write_folder(Path(path), lambda folder: write_labels(dataset, folder, **options))
+
+
+def _write_cmu_hand(dataset: Dataset, path: str | os.PathLike, **options: Any) -> None:
+    _write_folder(Path(path), lambda folder: write_cmu_hand(dataset, folder, **options))
+
+
+def _write_tfrecord(dataset: Dataset, path: str | os.PathLike, **options: Any) -> None:
+    from cpm_core.dataset.tfrecord import write_tfrecord  # noqa: PLC0415 - imports TensorFlow
+
+    write_tfrecord(dataset, path, **options)
+
+
+def _write_port_tfrecord(dataset: Dataset, path: str | os.PathLike, **options: Any) -> None:
+    from cpm_core.dataset.tfrecord import write_port_tfrecord  # noqa: PLC0415 - imports TensorFlow
+
+    write_port_tfrecord(dataset, path, **options)
+
+
+# The order is the order every list shows them in (CLI choices, the export dialog, the Train panel's combo).
+FORMAT_TABLE: dict[str, DatasetFormat] = {f.name: f for f in (
+    DatasetFormat("coco", "COCO keypoints", folder=False, suffixes=(".json",), reader=_read_coco,
+                  writer=_write_coco),
+    DatasetFormat("labels", "the port's labels.txt folders", folder=True, reader=_read_labels,
+                  writer=_write_labels, needs_images="labelled", marker=LABELS_NAME),
+    DatasetFormat("tfrecord", "TFRecord", folder=False, suffixes=TFRECORD_SUFFIXES, reader=_read_tfrecord,
+                  writer=_write_tfrecord, needs_images="all"),
+    DatasetFormat("port-tfrecord", "the port's TFRecord", folder=False, suffixes=TFRECORD_SUFFIXES,
+                  reader=_read_port_tfrecord, writer=_write_port_tfrecord, needs_images="labelled"),
+    DatasetFormat("cmu-hand", "CMU hand JSON folder", folder=True, reader=_read_cmu_hand, writer=_write_cmu_hand,
+                  needs_images="labelled"),
+    DatasetFormat("project", "Annotation project", folder=False, suffixes=(".cpmproj.json",),
+                  reader=_read_project),
+)}
+
+
+def dataset_format(name: str) -> DatasetFormat:
+    """The table's entry for `name`; ValueError naming the known formats if there is none."""
+    try:
+        return FORMAT_TABLE[name]
+    except KeyError:
+        raise ValueError(f"unknown dataset format {name!r}; known: {', '.join(FORMAT_TABLE)}") from None
+
+
+def readable_formats() -> list[str]:
+    """Names of the formats `read_dataset` reads, in the table's order (read when called, not at import, so
+    every list built from it follows the table)."""
+    return [f.name for f in FORMAT_TABLE.values() if f.readable]
+
+
+def writable_formats() -> list[str]:
+    """Names of the formats `write_dataset` writes, in the table's order."""
+    return [f.name for f in FORMAT_TABLE.values() if f.writable]
+
+
+def open_filter(title: str = "Datasets") -> str:
+    """A file dialog's filter for opening any readable dataset (every file format's suffixes and the folder
+    formats' marker files, e.g. labels.txt), then "All files": the one filter the GUI's open dialogs share."""
+    patterns: list[str] = []
+    for entry in FORMAT_TABLE.values():
+        if entry.readable:
+            patterns += [f"*{s}" for s in entry.suffixes] + ([entry.marker] if entry.marker else [])
+    # "*.cpmproj.json" adds nothing beside "*.json"
+    kept = [p for p in dict.fromkeys(patterns)
+            if not any(q != p and q.startswith("*") and p.endswith(q[1:]) for q in patterns)]
+    return f"{title} ({' '.join(kept)});;All files (*)"
+
+
+FORMATS = tuple(f.name for f in FORMAT_TABLE.values() if f.readable and f.writable)  # readable and writable
+READ_ONLY_FORMATS = tuple(f.name for f in FORMAT_TABLE.values() if f.readable and not f.writable)  # "project"
