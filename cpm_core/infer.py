@@ -14,13 +14,22 @@ replaces another; files left in --out-dir by an earlier run are replaced, and th
 
 Memory stays flat for any number of frames: keypoints stream into the JSON file (written under a temporary name,
 renamed when complete) and videos are written as they go (`cpm_core.recorder`).
+
+`--progress jsonl` is for programs that run `cpm infer` (the app's File > Analyse videos): stdout then carries only
+JSON lines (`video`, `frame` at most ten a second, `error`, `done`; docs/protocol.md) and no progress bar is drawn.
+A run stopped by SIGTERM or SIGINT (the app's Cancel) removes what it had not finished -- the JSON's temporary
+file and the current input's partial videos -- and exits 130; media finished before the stop are kept.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -63,7 +72,70 @@ def register(subparsers) -> None:
     p.add_argument("--detector", choices=("palm", "pose", "hog"), default=None,
                    help="with --detect: the detector (default: palm for hand models, pose for body models)")
     p.add_argument("--max-subjects", type=int, default=4, metavar="N", help="with --detect: at most N subjects")
+    p.add_argument("--progress", choices=("bar", "jsonl"), default="bar",
+                   help="bar: a progress bar on a terminal's stderr; jsonl: one JSON object per line on stdout "
+                   "(video, frame, error, done; see docs/protocol.md), for programs that run this command")
     p.set_defaults(func=run)
+
+
+class _Events:
+    """`--progress jsonl`: machine-readable progress on stdout, one JSON object per line (docs/protocol.md).
+
+    Why: a program running `cpm infer` (the app's Analyse videos) needs each input's frames done and total and
+    each failure by input; the terminal bar is drawn only on a TTY and names nothing. `frame` events are at most
+    `INTERVAL` apart, so a fast model does not flood the reader, but a source's last count is always sent, so a
+    reader's progress reaches the total. Disabled, every call does nothing."""
+
+    INTERVAL = 0.1
+
+    def __init__(self, enabled: bool, stream=None):
+        self.enabled = enabled
+        self.stream = stream
+        self.media: list[Path] = []  # finished annotated media, for the `done` event
+        self._last = 0.0
+        self._pending: tuple[str, int] | None = None
+
+    def emit(self, event: str, **fields) -> None:
+        if self.enabled:
+            out = self.stream or sys.stdout
+            out.write(json.dumps({"event": event, "time": round(time.time(), 3), **fields}) + "\n")
+            out.flush()
+
+    def source(self, source: str, kind: str, frames: int | None) -> None:
+        self._last, self._pending = 0.0, None
+        self.emit("video", source=source, kind=kind, frames=frames)
+
+    def frame(self, source: str, done: int) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.INTERVAL:
+            self._last, self._pending = now, None
+            self.emit("frame", source=source, frame=done)
+        else:
+            self._pending = (source, done)
+
+    def end_source(self) -> None:
+        if self._pending is not None:
+            source, done = self._pending
+            self._pending = None
+            self.emit("frame", source=source, frame=done)
+
+
+class _Tick:
+    """One frame of a source done: the terminal bar (if any) and the `frame` event (if enabled) both hear it."""
+
+    def __init__(self, bar: ProgressBar | None, events: _Events, source: str):
+        self.bar, self.events, self.source, self.count = bar, events, source, 0
+
+    def update(self) -> None:
+        self.count += 1
+        if self.bar:
+            self.bar.update()
+        self.events.frame(self.source, self.count)
+
+    def close(self) -> None:
+        if self.bar:
+            self.bar.close()
+        self.events.end_source()
 
 
 def _plan_key(path: Path, base: Path) -> str:
@@ -220,7 +292,9 @@ def _flush_detected(multi, batch: list, kind: str, path: Path, args, writers: _W
 
 
 def _process(estimator, path: Path, args, out_dir: Path | None, results: _Results, errors: list[str],
-             multi=None, step: ModelStep | None = None, names: dict[str, str] | None = None) -> None:
+             multi=None, step: ModelStep | None = None, names: dict[str, str] | None = None,
+             events: _Events | None = None) -> None:
+    events = events or _Events(False)
     kind = classify(path)
     if multi is not None:
         multi.reset()  # identities and smoothing belong to one source
@@ -230,7 +304,10 @@ def _process(estimator, path: Path, args, out_dir: Path | None, results: _Result
             fps, total = v.fps, v.frame_count_hint
     elif kind == "folder":
         total = len(folder_images(path))
-    bar = ProgressBar(total, label=path.name) if kind != "image" else None
+    bar = ProgressBar(total, label=path.name) if kind != "image" and not events.enabled else None
+    if events.enabled:
+        events.source(str(path), kind, 1 if kind == "image" else total)
+        bar = _Tick(bar, events, str(path))
     writers = _Writers(out_dir, path, kind, fps, names or {})
     skel = estimator.card.skeleton
     # The live pipeline's model step (cpm_core.live_pipeline), so the app and this command run one per-frame logic:
@@ -282,6 +359,7 @@ def _process(estimator, path: Path, args, out_dir: Path | None, results: _Result
             if err:
                 errors.append(err)
                 print(f"cpm infer: {err}", file=sys.stderr)
+                events.emit("error", source=str(path), message=err)
                 if bar and kind == "folder":  # a folder's unreadable file still counts; a video's end note not
                     bar.update()
                 continue
@@ -293,6 +371,7 @@ def _process(estimator, path: Path, args, out_dir: Path | None, results: _Result
         ok = True
     finally:
         writers.close(ok)
+        events.media += writers.written
         if bar:
             bar.close()
 
@@ -333,6 +412,29 @@ def _planned_outputs(out_dir: Path, inputs: list[Path], names: dict[str, str], v
 
 
 def run(args: argparse.Namespace) -> int:
+    """`cpm infer`; SIGTERM is turned into the KeyboardInterrupt of Ctrl-C while it runs, so a stopped run (the
+    app's Cancel) cleans up its unfinished outputs instead of dying with their temporary files in place."""
+    events = _Events(getattr(args, "progress", "bar") == "jsonl")
+    previous = None
+
+    def stop(signum, _frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the clean-up that follows is not interrupted again
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        return _run(args, events)
+    except KeyboardInterrupt:
+        print("cpm infer: stopped; the unfinished input's outputs and the JSON were not written", file=sys.stderr)
+        events.emit("done", stopped=True, media=[str(p) for p in events.media])
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace, events: _Events) -> int:
     from cpm_core.estimator import PoseEstimator
     from cpm_core.weights import WeightsError, default_model_path
 
@@ -355,11 +457,13 @@ def run(args: argparse.Namespace) -> int:
             problems.append(f"--out-dir {out_dir}: output {clash[0]} would replace an input; choose another folder")
     if problems:
         print(f"cpm infer: {problems[0]}", file=sys.stderr)
+        events.emit("error", source=None, message=problems[0])
         return 2
     try:
         estimator = PoseEstimator.from_path(args.model or default_model_path("hand"))
     except (WeightsError, OSError) as exc:
         print(f"cpm infer: {exc}", file=sys.stderr)
+        events.emit("error", source=None, message=f"cannot load the model: {exc}")
         return 2
     card = estimator.card
     if args.model is None:
@@ -376,6 +480,7 @@ def run(args: argparse.Namespace) -> int:
             multi = MultiPoseEstimator(estimator, detector, max_subjects=max(1, args.max_subjects))
         except (DetectorUnavailable, OSError, ValueError) as exc:
             print(f"cpm infer: {exc}", file=sys.stderr)
+            events.emit("error", source=None, message=str(exc))
             return 2
     try:
         if out_dir is not None:
@@ -388,6 +493,7 @@ def run(args: argparse.Namespace) -> int:
                                          "joints": list(card.skeleton.joints)}, "results") if args.json else None)
     except OSError as exc:
         print(f"cpm infer: cannot write the output: {exc}", file=sys.stderr)
+        events.emit("error", source=None, message=f"cannot write the output: {exc}")
         return 2
     results = _Results(stream)
     errors: list[str] = []
@@ -396,10 +502,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         for path in inputs:
             try:
-                _process(estimator, path, args, out_dir, results, errors, multi, step, names)
+                _process(estimator, path, args, out_dir, results, errors, multi, step, names, events)
             except SourceError as exc:
                 errors.append(str(exc))
                 print(f"cpm infer: {exc}", file=sys.stderr)
+                events.emit("error", source=str(path), message=str(exc))
         ok = True
     finally:
         if stream is not None:
@@ -408,4 +515,6 @@ def run(args: argparse.Namespace) -> int:
           + (f", {len(errors)} error(s)" if errors else "")
           + (f"; media in {out_dir}" if out_dir else "") + (f"; keypoints in {args.json}" if args.json else ""),
           file=sys.stderr)
+    events.emit("done", stopped=False, frames=results.count, inputs=len(args.paths), errors=len(errors),
+                json=args.json, out_dir=str(out_dir) if out_dir else None, media=[str(p) for p in events.media])
     return 2 if errors else 0
