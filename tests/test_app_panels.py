@@ -41,7 +41,7 @@ def test_config_is_valid_toml():
 
 def test_tiny_training_streams_into_the_plots(qtbot, tmp_path):
     panel = tiny_panel(qtbot, tmp_path, steps=6)
-    steps: list[dict] = []
+    steps: list = []
     panel.process.step.connect(steps.append)
     with qtbot.waitSignal(panel.process.finished, timeout=RUN_MS) as finished:
         assert panel.start()
@@ -50,8 +50,8 @@ def test_tiny_training_streams_into_the_plots(qtbot, tmp_path):
     assert panel.last_error == ""
     curve = panel.live.loss_curve  # xData/yData: the points as given (getData() is log10 in log mode)
     xs, ys = curve.xData, curve.yData
-    assert list(xs) == [e["step"] for e in steps] == list(range(1, 7))
-    assert list(ys) == pytest.approx([e["loss"] for e in steps])
+    assert list(xs) == [e.step for e in steps] == list(range(1, 7))
+    assert list(ys) == pytest.approx([e.loss for e in steps])
     assert len(panel.live.stage_curves) == 2
     assert len(panel.live.pcks) >= 1 and 0 <= panel.live.pcks[-1] <= 1
     assert panel.live.progress.value() == 6
@@ -64,16 +64,16 @@ def test_tiny_training_streams_into_the_plots(qtbot, tmp_path):
 
 def test_stop_ends_the_run_with_a_checkpoint(qtbot, tmp_path):
     panel = tiny_panel(qtbot, tmp_path, steps=1_000_000)
-    checkpoints: list[dict] = []
-    done: list[dict] = []
+    checkpoints: list = []
+    done: list = []
     panel.process.checkpoint.connect(checkpoints.append)
     panel.process.done.connect(done.append)
     with qtbot.waitSignal(panel.process.step, timeout=RUN_MS):
         panel.start()
     with qtbot.waitSignal(panel.process.finished, timeout=60_000):
         panel.stop_button.click()
-    assert checkpoints and checkpoints[-1]["reason"] == "stop"
-    assert done and done[-1]["stopped"] is True
+    assert checkpoints and checkpoints[-1].reason == "stop"
+    assert done and done[-1].stopped is True
     assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()
 
 

@@ -23,6 +23,7 @@ from PySide6.QtGui import QImage, QPainter
 from app.panels import EvaluatePanel, TrainPanel
 from cpm_core.skeleton import HAND_21
 from training.config import RunConfig, load_config
+from training.events import StartEvent, StepEvent
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_COCO = ROOT / "tests" / "fixtures" / "dataset" / "tiny_coco" / "tiny.json"
@@ -216,9 +217,9 @@ def test_loss_plot_labels_do_not_stack_and_the_legend_is_beside_the_curves(qtbot
     live.resize(900, 360)
     live.show()
     qtbot.waitExposed(live)
-    live.on_start({"steps": 100, "start_step": 0})
+    live.on_start(StartEvent(steps=100, start_step=0))
     for k, loss in enumerate(np.geomspace(0.6, 0.05, 40)):
-        live.on_step({"step": k + 1, "loss": float(loss), "loss_per_stage": [0.6 * loss, 0.4 * loss]})
+        live.on_step(StepEvent(step=k + 1, loss=float(loss), loss_per_stage=[0.6 * loss, 0.4 * loss]))
     live.redraw()
     plot = live.loss_plot.getPlotItem()
     plot.vb.autoRange()

@@ -23,6 +23,7 @@ model card's metrics.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import traceback
 from pathlib import Path
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from training.config import RunConfig
-from training.events import EventWriter
+from training.events import DoneEvent, ErrorEvent, EvalEvent, Event, EventWriter
 from training.train import add_common, prepare_config
 
 
@@ -47,14 +48,14 @@ class DistillEvents(EventWriter):
 
     def __init__(self, summary: dict, stream=None):
         super().__init__(stream)
-        self.summary = summary
+        self.summary = summary  # EvalEvent's teacher fields: teacher_kind, teacher_pck, ..., student_fps
 
-    def emit(self, event: str, **fields) -> dict:
-        if event == "eval":
-            fields = {**fields, "student_pck": fields.get("pck"), **self.summary}
-        elif event == "done" and fields.get("model"):
-            fields["metrics"] = self._update_card(Path(fields["model"]), fields.get("metrics") or {})
-        return super().emit(event, **fields)
+    def write(self, event: Event) -> Event:
+        if isinstance(event, EvalEvent):
+            event = dataclasses.replace(event, student_pck=event.pck, **self.summary)
+        elif isinstance(event, DoneEvent) and event.model:
+            event = dataclasses.replace(event, metrics=self._update_card(Path(event.model), event.metrics or {}))
+        return super().write(event)
 
     def _update_card(self, model_dir: Path, metrics: dict) -> dict:
         from cpm_core.atomic_io import atomic_write_text
@@ -240,5 +241,5 @@ def run(args: argparse.Namespace) -> int:
         return 0
     except Exception as exc:  # the protocol promises an `error` event, whatever went wrong
         traceback.print_exc(file=sys.stderr)
-        events.emit("error", message=f"{exc.__class__.__name__}: {exc}")
+        events.write(ErrorEvent(message=f"{exc.__class__.__name__}: {exc}"))
         return 1

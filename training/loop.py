@@ -37,7 +37,7 @@ from cpm_core.preprocess import Normalisation
 from cpm_core.spec import ModelSpec
 from cpm_core.weights import load_model, save_model
 from training.config import RunConfig
-from training.events import EventWriter
+from training.events import CheckpointEvent, DoneEvent, EpochEvent, EvalEvent, EventWriter, StartEvent, StepEvent
 from training.learning_curve import METRICS_COLUMNS, metrics_rows
 
 
@@ -479,12 +479,13 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
             _agree_on_start(strategy, start_step, worker_index)
         except tf.errors.OpError as exc:
             raise _cluster_error(exc, worker_index) from None
-    events.emit("start", kind=kind, output=str(out), steps=total, start_step=start_step, resumed_from=resumed_from,
-                skipped_checkpoints=skipped, removed_temp=removed_temp, data_notes=list(data_notes or []),
-                batch=global_batch, precision=precision, strategy=cfg.train.strategy,
-                replicas=strategy.num_replicas_in_sync, worker=worker_index, workers=num_workers, chief=chief,
-                spec=spec.to_dict(), train_subjects=num_train,
-                val_subjects=0 if val is None else len(val.images), machine=machine_note())
+    events.write(StartEvent(
+        kind=kind, output=str(out), steps=total, start_step=start_step, resumed_from=resumed_from,
+        skipped_checkpoints=skipped, removed_temp=removed_temp, data_notes=list(data_notes or []),
+        batch=global_batch, precision=precision, strategy=cfg.train.strategy,
+        replicas=strategy.num_replicas_in_sync, worker=worker_index, workers=num_workers, chief=chief,
+        spec=spec.to_dict(), train_subjects=num_train,
+        val_subjects=0 if val is None else len(val.images), machine=machine_note()))
     metrics_log = _MetricsLog(out / "metrics.csv" if chief else None, start_step)
     wall0 = time.perf_counter()
     t_log, n_log = time.perf_counter(), 0
@@ -498,7 +499,7 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
         path = manager.save(checkpoint_number=step)
         last_saved = step
         if chief:
-            events.emit("checkpoint", step=step, path=path, reason=reason)
+            events.write(CheckpointEvent(step=step, path=path, reason=reason))
         else:  # a worker's copy: TensorFlow needs every worker to save, the chief's is the one kept
             shutil.rmtree(save_dir, ignore_errors=True)
             save_dir.mkdir(parents=True, exist_ok=True)
@@ -514,8 +515,8 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
             swap_ema(model, optimizer)
         last_eval = res
         metrics_log.row([step, "", "", "", f"{res['pck']:.4f}", f"{res['epe']:.3f}"])
-        events.emit("eval", step=step, pck=res["pck"], epe=res["epe"], pck_per_joint=res["pck_per_joint"],
-                    joints=list(skeleton.joints))
+        events.write(EvalEvent(step=step, pck=float(res["pck"]), epe=float(res["epe"]),
+                               pck_per_joint=[float(v) for v in res["pck_per_joint"]], joints=list(skeleton.joints)))
 
     try:
         while step < total and not stop.is_set():
@@ -533,11 +534,11 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
                 loss = float(per_stage.sum())
                 # The row is on disk before the event says so: a run killed after it keeps it.
                 metrics_log.row([step, f"{loss:.6f}", f"{lr_now():.6g}", f"{ips:.1f}", "", ""])
-                events.emit("step", step=step, steps=total, loss=loss, loss_per_stage=per_stage, lr=lr_now(),
-                            images_per_s=ips, elapsed_s=time.perf_counter() - wall0)
+                events.write(StepEvent(step=step, steps=total, loss=loss, loss_per_stage=per_stage.tolist(),
+                                       lr=lr_now(), images_per_s=ips, elapsed_s=time.perf_counter() - wall0))
                 t_log, n_log = now, 0
             if steps_per_epoch and step % steps_per_epoch == 0:
-                events.emit("epoch", epoch=step // steps_per_epoch, step=step)
+                events.write(EpochEvent(epoch=step // steps_per_epoch, step=step))
             if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step < total:
                 run_eval()
             if cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0:
@@ -556,8 +557,8 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
     leg = time.perf_counter() - wall0
     wall = prior_wall + leg
     if not chief:
-        events.emit("done", step=step, model=None, stopped=stop.is_set(), reason=stop.reason or "finished",
-                    wall_time_s=wall, leg_wall_time_s=leg, metrics={}, worker=worker_index, chief=False)
+        events.write(DoneEvent(step=step, model=None, stopped=stop.is_set(), reason=stop.reason or "finished",
+                               wall_time_s=wall, leg_wall_time_s=leg, metrics={}, worker=worker_index, chief=False))
         return None
     swap_ema(model, optimizer)  # from here on the model holds the averaged weights: they are exported
     norm = Normalisation(1 / 256, -0.5, "BGR")
@@ -584,6 +585,6 @@ def run_loop(cfg: RunConfig, spec: ModelSpec, skeleton, train_ds: tf.data.Datase
         card.metrics = {**metrics, **final_metrics(export_model, card)}
         metrics = card.metrics
     model_dir = save_model(export_model, card, out / "model")
-    events.emit("done", step=step, model=str(model_dir), stopped=stop.is_set(), reason=stop.reason or "finished",
-                wall_time_s=wall, leg_wall_time_s=leg, metrics=metrics)
+    events.write(DoneEvent(step=step, model=str(model_dir), stopped=stop.is_set(), reason=stop.reason or "finished",
+                           wall_time_s=wall, leg_wall_time_s=leg, metrics=metrics))
     return model_dir

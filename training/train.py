@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from training.config import RunConfig, load_config
-from training.events import EventWriter
+from training.events import ErrorEvent, EventWriter
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
@@ -137,14 +137,14 @@ def run(args: argparse.Namespace) -> int:
         if args.config and not Path(args.config).is_file():  # a mistyped recipe: one line, no traceback
             message = f"config not found: {args.config}"
             print(f"cpm train: {message}", file=sys.stderr)
-            events.emit("error", message=message)
+            events.write(ErrorEvent(message=message))
             return 1
         cfg = prepare_config(args)
         missing = missing_data(cfg)
         if missing:  # before TensorFlow is asked to do anything: one line and one `error` event, no traceback
             message = missing_data_message(cfg, missing)
             print(f"cpm train: {message}", file=sys.stderr)
-            events.emit("error", message=message)
+            events.write(ErrorEvent(message=message))
             return 1
         from training.data import make_pipeline
         from training.loop import StopFlag, make_strategy, run_loop
@@ -171,9 +171,9 @@ def run(args: argparse.Namespace) -> int:
     except clear_errors() as exc:  # errors that say what to do: one line, no traceback
         message = str(exc)
         print(f"cpm train: {message}", file=sys.stderr)
-        events.emit("error", message=message)
+        events.write(ErrorEvent(message=message))
         return 1
     except Exception as exc:  # the protocol promises an `error` event, whatever went wrong
         traceback.print_exc(file=sys.stderr)
-        events.emit("error", message=f"{exc.__class__.__name__}: {exc}")
+        events.write(ErrorEvent(message=f"{exc.__class__.__name__}: {exc}"))
         return 1

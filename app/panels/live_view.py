@@ -20,6 +20,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar,
 
 from app.panels.axes import TidyAxis, legend_beside
 from app.panels.training_process import TrainingProcess
+from training.events import CheckpointEvent, DoneEvent, EvalEvent, StartEvent, StepEvent
 
 STAGE_COLOURS = [(90, 160, 255), (255, 170, 60), (120, 220, 120), (230, 90, 200), (240, 230, 80), (90, 230, 230)]
 REDRAW_MS = 250
@@ -106,62 +107,63 @@ class TrainingLiveView(QWidget):
     def append_log(self, line: str) -> None:
         self.log_view.appendPlainText(line)
 
-    def on_start(self, ev: dict) -> None:
-        self.total_steps = int(ev.get("steps") or 0)
-        self._start_step = int(ev.get("start_step") or 0)
+    def on_start(self, ev: StartEvent) -> None:
+        self.total_steps = int(ev.steps)
+        self._start_step = int(ev.start_step)
         self._t_start = time.monotonic()
         self.progress.setRange(0, max(self.total_steps, 1))
         self.progress.setValue(self._start_step)
         self.progress.setFormat(RUN_FORMAT)
-        self.status.setText(f"{ev.get('kind', 'run')} started: {ev.get('train_subjects', '?')} training subjects, "
-                            f"{ev.get('val_subjects', 0)} validation; {ev.get('machine', '')}")
+        subjects = "?" if ev.train_subjects is None else ev.train_subjects
+        self.status.setText(f"{ev.kind or 'run'} started: {subjects} training subjects, "
+                            f"{ev.val_subjects} validation; {ev.machine}")
 
-    def on_step(self, ev: dict) -> None:
-        step = int(ev["step"])
+    def on_step(self, ev: StepEvent) -> None:
+        step = int(ev.step)
         self.steps.append(step)
-        self.losses.append(float(ev.get("loss") or float("nan")))
-        self.stage_losses.append([float(v) for v in ev.get("loss_per_stage") or []])
+        self.losses.append(float("nan") if ev.loss is None else float(ev.loss))  # null on the wire: NaN
+        self.stage_losses.append([float("nan") if v is None else float(v) for v in ev.loss_per_stage])
         self.progress.setValue(step)
-        total = int(ev.get("steps") or self.total_steps)
+        total = int(ev.steps or self.total_steps)
         elapsed = time.monotonic() - self._t_start
         done_here = step - self._start_step
         eta = elapsed / done_here * (total - step) if done_here > 0 else 0.0
-        ips = ev.get("images_per_s")
+        ips = ev.images_per_s
         self.status.setText(f"step {step}/{total}  loss {self.losses[-1]:.4g}  "
                             f"{'' if ips is None else f'{ips:.1f} images/s  '}ETA {format_eta(eta)}")
         self._schedule()
 
-    def on_eval(self, ev: dict) -> None:
-        if ev.get("pck") is None:
+    def on_eval(self, ev: EvalEvent) -> None:
+        if ev.pck is None:
             return
-        self.eval_steps.append(int(ev["step"]))
-        self.pcks.append(float(ev["pck"]))
-        teacher = ev.get("teacher_pck")
+        self.eval_steps.append(int(ev.step))
+        self.pcks.append(float(ev.pck))
+        teacher = ev.teacher_pck  # only `cpm distill` sends it
         if teacher is not None and self.teacher_line is None:
             self.teacher_line = pg.InfiniteLine(pos=float(teacher), angle=0, label=f"teacher {teacher:.3f}",
                                                 pen=pg.mkPen((255, 170, 60), style=pg.QtCore.Qt.PenStyle.DashLine))
             self.pck_plot.addItem(self.teacher_line)
-        self.append_log(f"eval at step {ev['step']}: PCK@0.2 {ev['pck']:.4f}"
+        self.append_log(f"eval at step {ev.step}: PCK@0.2 {ev.pck:.4f}"
                         + (f" (teacher {teacher:.4f})" if teacher is not None else ""))
         self._schedule()
 
-    def on_checkpoint(self, ev: dict) -> None:
-        self.append_log(f"checkpoint at step {ev.get('step')}: {ev.get('path')} ({ev.get('reason')})")
-        self._show_step(ev.get("step"))
+    def on_checkpoint(self, ev: CheckpointEvent) -> None:
+        self.append_log(f"checkpoint at step {ev.step}: {ev.path} ({ev.reason})")
+        self._show_step(ev.step)
 
-    def _show_step(self, step) -> None:
+    def _show_step(self, step: int | None) -> None:
         """Move the bar to `step` (a checkpoint's or the end's: later than the last step event after a stop)."""
         if step is not None and self.progress.format() == RUN_FORMAT:
             self.progress.setValue(max(self.progress.value(), int(step)))
 
-    def on_done(self, ev: dict) -> None:
+    def on_done(self, ev: DoneEvent) -> None:
         self.redraw()
-        self._show_step(ev.get("step"))
-        how = "stopped" if ev.get("stopped") else "finished"
-        if ev.get("stopped"):
+        self._show_step(ev.step)
+        how = "stopped" if ev.stopped else "finished"
+        if ev.stopped:
             self.progress.setFormat("stopped at step %v of %m")
-        pck = (ev.get("metrics") or {}).get("pck@0.2")
-        self.status.setText(f"{how} at step {ev.get('step')}; model: {ev.get('model')}"
+        pck = ev.metrics.get("pck@0.2")  # the card's metrics (a plain dict), absent without a validation set
+        self.status.setText(f"{how} at step {ev.step}; model: {ev.model}"
                             + (f"; PCK@0.2 {pck}" if pck is not None else ""))
 
     def _schedule(self) -> None:

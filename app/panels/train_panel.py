@@ -41,21 +41,19 @@ from PySide6.QtWidgets import (
 from app.panels.live_view import TrainingLiveView
 from app.panels.run_config import build_run_config, split_settings, toml_value, write_run_config
 from app.panels.training_process import TrainingProcess
-from cpm_core.dataset.formats import FORMATS, READ_ONLY_FORMATS, guess_format
+from cpm_core.dataset.formats import dataset_format, guess_format, open_filter, readable_formats
 from cpm_core.dataset.issues import DatasetFormatError
 from cpm_core.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from cpm_core.spec import PRESETS
 from training.config import RunConfig
+from training.events import CheckpointEvent, DoneEvent, Event
 
 STOP_TEXT, KILL_TEXT = "Stop", "Kill now"
 STOPPING_STATUS = "stopping: saving checkpoint…"
-DATASET_FILTER = "Datasets and annotation projects (*.json *.txt *.tfrecord *.tfrecords);;All files (*)"
+# The formats, whether each is a file or a folder and their dialog filters come from cpm_core's table of dataset
+# formats (cpm_core/dataset/formats.py), which the CLI and the Annotate tab's export use too.
+DATASET_FILTER = open_filter("Datasets and annotation projects")
 AUTO_FORMAT = "auto"
-# How each dataset format is chosen in a dialog: (a folder?, file filter). The format names are cpm_core's.
-FORMAT_PICK = {"coco": (False, "COCO JSON (*.json)"), "labels": (True, ""), "tfrecord": (False, "TFRecord "
-               "(*.tfrecord *.tfrecords *.record *.tfr)"), "port-tfrecord": (False, "TFRecord (*.tfrecord "
-               "*.tfrecords *.record *.tfr)"), "cmu-hand": (True, ""), "project": (False, "Annotation project "
-               "(*.cpmproj.json)")}
 FORMATS_READ = ("COCO .json, a labels folder (<person>/labels.txt), .tfrecord, a CMU hand folder or an annotation "
                 "project (.cpmproj.json)")
 # What a run leaves in its output folder (training/loop.py): starting another there must ask first.
@@ -79,7 +77,7 @@ def check_dataset(path: str, fmt: str = AUTO_FORMAT, what: str = "training data"
         return (f"{what}: {name} is {kind}, not a labelled dataset. Training reads {FORMATS_READ}; to label "
                 f"images or a video, make an annotation project in the Annotate tab")
     if fmt != AUTO_FORMAT:
-        folder = FORMAT_PICK[fmt][0]
+        folder = dataset_format(fmt).folder
         if folder != p.is_dir():
             return (f"{what}: a {fmt} dataset is a {'folder' if folder else 'file'}, and {name} is "
                     f"{'a folder' if p.is_dir() else 'a file'}: choose the {fmt} dataset's "
@@ -137,7 +135,7 @@ class TrainPanel(QWidget):
         self.dataset_edit.setPlaceholderText("dataset or annotation project (COCO JSON, labels.txt, TFRecord, ...)")
         self.format_combo = QComboBox()
         self.format_combo.addItem("auto (from the name and contents)", AUTO_FORMAT)
-        for fmt in (*FORMATS, *READ_ONLY_FORMATS):
+        for fmt in readable_formats():
             self.format_combo.addItem(fmt, fmt)
         self.format_combo.setToolTip("The training data's format: which file or folder '...' picks, and what the "
                                      "data is checked to be before a run starts")
@@ -212,13 +210,13 @@ class TrainPanel(QWidget):
     def _pick_data(self, edit: QLineEdit) -> None:
         """Pick a dataset as the chosen format is stored: a folder (labels, CMU hand) or a file."""
         fmt = self.data_format()
-        folder, filt = FORMAT_PICK.get(fmt, (False, DATASET_FILTER))
-        if folder:
+        entry = None if fmt == AUTO_FORMAT else dataset_format(fmt)
+        if entry is not None and entry.folder:
             path = QFileDialog.getExistingDirectory(self, f"Choose a {fmt} dataset folder", edit.text())
             if path:
                 edit.setText(path)
         else:
-            self._pick_file(edit, filt=f"{filt};;All files (*)" if fmt != AUTO_FORMAT else DATASET_FILTER)
+            self._pick_file(edit, filt=DATASET_FILTER if entry is None else f"{entry.dialog_filter};;All files (*)")
 
     def _pick_file(self, edit: QLineEdit, caption: str = "Choose a dataset", filt: str = DATASET_FILTER) -> None:
         path, _ = QFileDialog.getOpenFileName(self, caption, edit.text(), filt)
@@ -351,13 +349,13 @@ class TrainPanel(QWidget):
                                     "end it at once instead: it loses the steps since its last checkpoint and "
                                     "exports no model.")
 
-    def _keep_stopping_status(self, _ev: dict) -> None:
+    def _keep_stopping_status(self, _ev: Event) -> None:
         if self.process.stop_requested and self.process.is_running():
             self.live.status.setText(self._stopping_text)
 
-    def _on_checkpoint(self, ev: dict) -> None:
-        if self.process.stop_requested and ev.get("reason") == "stop":
-            self._stopping_text = (f"stopping: checkpoint saved at step {ev.get('step')}; evaluating and "
+    def _on_checkpoint(self, ev: CheckpointEvent) -> None:
+        if self.process.stop_requested and ev.reason == "stop":
+            self._stopping_text = (f"stopping: checkpoint saved at step {ev.step}; evaluating and "
                                    "exporting the model…")
             self.live.status.setText(self._stopping_text)
 
@@ -368,8 +366,8 @@ class TrainPanel(QWidget):
         self.stop_button.setToolTip("Stop cleanly: the run saves a checkpoint and exports its model")
         self._stopping_text = STOPPING_STATUS
 
-    def _on_done(self, ev: dict) -> None:
-        self.model_path = str(ev.get("model") or "")
+    def _on_done(self, ev: DoneEvent) -> None:
+        self.model_path = ev.model or ""
         self.load_button.setEnabled(bool(self.model_path))
 
     def _on_error(self, message: str) -> None:

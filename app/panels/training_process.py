@@ -19,22 +19,32 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Signal
 
-from training.events import parse_line
+from training.events import (
+    CheckpointEvent,
+    DoneEvent,
+    EpochEvent,
+    ErrorEvent,
+    EvalEvent,
+    StartEvent,
+    StepEvent,
+    parse_line,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STDERR_TAIL_LINES = 40
 
 
 class TrainingProcess(QObject):
-    """Signals carry the protocol's event dicts (docs/protocol.md)."""
+    """Signals carry the protocol's typed events (`training.events`, docs/protocol.md): `started` a
+    StartEvent, `step` a StepEvent, and so on; `event` every one of them."""
 
-    event = Signal(dict)  # every event
-    started = Signal(dict)
-    step = Signal(dict)
-    epoch = Signal(dict)
-    evaluated = Signal(dict)
-    checkpoint = Signal(dict)
-    done = Signal(dict)
+    event = Signal(object)  # every event (a training.events.Event)
+    started = Signal(object)  # StartEvent
+    step = Signal(object)  # StepEvent
+    epoch = Signal(object)  # EpochEvent
+    evaluated = Signal(object)  # EvalEvent
+    checkpoint = Signal(object)  # CheckpointEvent
+    done = Signal(object)  # DoneEvent
     error = Signal(str)  # error event's message, or a crash with its stderr tail
     log = Signal(str)  # stderr lines and non-protocol stdout lines
     output = Signal(str)  # every stdout line (for commands such as `cpm eval` that print a report)
@@ -129,23 +139,22 @@ class TrainingProcess(QObject):
                 self.log.emit(line)
             return
         self.event.emit(ev)
-        kind = ev["event"]
-        if kind == "start":
+        if isinstance(ev, StartEvent):
             self.started.emit(ev)
-        elif kind == "step":
+        elif isinstance(ev, StepEvent):
             self.step.emit(ev)
-        elif kind == "epoch":
+        elif isinstance(ev, EpochEvent):
             self.epoch.emit(ev)
-        elif kind == "eval":
+        elif isinstance(ev, EvalEvent):
             self.evaluated.emit(ev)
-        elif kind == "checkpoint":
+        elif isinstance(ev, CheckpointEvent):
             self.checkpoint.emit(ev)
-        elif kind == "done":
+        elif isinstance(ev, DoneEvent):
             self._ended_cleanly = True
             self.done.emit(ev)
-        elif kind == "error":
+        elif isinstance(ev, ErrorEvent):
             self._ended_cleanly = True
-            self.error.emit(str(ev.get("message", "unknown error")))
+            self.error.emit(ev.message or "unknown error")
 
     def _read_stderr(self) -> None:
         self._stderr_buf += bytes(self._proc.readAllStandardError())
