@@ -235,8 +235,8 @@ class AnalyseRunner(QObject):
             self.progressed.emit(self._index, job.done, job.total)
         elif kind == "error":
             self._errors.append(str(ev.get("message") or "unknown error"))
-        elif kind == "done":
-            self._saw_done = not ev.get("stopped")
+        elif kind == "done":  # a run whose only input failed ends with `done` too, with no frames
+            self._saw_done = not ev.get("stopped") and int(ev.get("frames") or 0) > 0
 
     def _on_ended(self, code: int) -> None:
         if not self.is_running():
@@ -248,7 +248,7 @@ class AnalyseRunner(QObject):
             return
         if self._phase == "infer":
             wrote = (self.work_dir(job) / "keypoints.json").is_file()
-            if self._saw_done and wrote:  # finished, maybe with a warning (a truncated video: its frames are kept)
+            if self._saw_done and wrote:  # frames written, maybe with a warning (a truncated video's are kept)
                 job.message = "; ".join(self._errors)
                 self._phase = "csv"
                 work = self.work_dir(job)
