@@ -60,6 +60,7 @@ class AnalyseDialog(QDialog):
         head.setSectionResizeMode(1, QHeaderView.ResizeMode.Fixed)
         head.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
         self.table.setColumnWidth(1, 200)
+        self.table.setMinimumHeight(150)  # four rows stay in view when the suggestion box opens below
         self.add_button = QPushButton("Add videos…")
         self.remove_button = QPushButton("Remove")
         self.add_button.clicked.connect(self._add_dialog)
@@ -213,6 +214,7 @@ class AnalyseDialog(QDialog):
         for r in range(self.table.rowCount()):
             self.bars[r].setRange(0, 1)
             self.bars[r].setValue(0)
+            self.bars[r].setFormat("%v / %m")
             self.table.item(r, 2).setText(STATE_TEXT["queued"])
         self.suggest.reset()
         self.suggest.setVisible(False)
@@ -257,6 +259,10 @@ class AnalyseDialog(QDialog):
         cell.setToolTip(job.message or "\n".join(map(str, job.outputs)))
         if job.state == "failed":
             cell.setForeground(Qt.GlobalColor.red)
+            self.bars[index].setFormat("failed")  # not "0 / 1": nothing was analysed
+        elif job.state == "cancelled":
+            self.bars[index].setFormat("cancelled")
+        self.table.resizeRowToContents(index)
 
     def _on_finished(self) -> None:
         jobs = self.runner.jobs
@@ -266,13 +272,13 @@ class AnalyseDialog(QDialog):
         if self.runner.cancelled:
             text += "; cancelled (the unfinished video left no files)"
         if failed:
-            self._error(text + "; failed: " + "; ".join(f"{j.video.name}: {j.message.splitlines()[0]}"
-                                                         for j in failed))
+            self._error(text + "; failed: " + "; ".join(j.message.splitlines()[0] for j in failed))
         else:
             self._info(text + ".")
         self._set_running(False)
         if ok:
             self.suggest.offer(self.runner.model, [j.video for j in ok], self.runner.out_dir, self.workspace)
+            self.resize(self.width(), max(self.height(), self.sizeHint().height()))
 
     def _set_running(self, running: bool) -> None:
         for w in (self.add_button, self.remove_button, self.out_edit, self.model_edit, self.annotated_box,

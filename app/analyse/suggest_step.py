@@ -156,6 +156,7 @@ class SuggestBox(QGroupBox):
         row.addWidget(self.count)
         row.addWidget(self.run_button)
         row.addWidget(self.busy, 1)
+        row.addStretch(1)  # the busy bar hidden, the count and button keep their size
         bottom = QHBoxLayout()
         bottom.addWidget(self.message, 1)
         bottom.addWidget(self.add_button)
@@ -175,7 +176,9 @@ class SuggestBox(QGroupBox):
         self.add_button.setEnabled(False)
         self.run_button.setEnabled(True)
         self.busy.setRange(0, 1)
+        self.busy.setVisible(False)
         self.message.setText("")
+        self.message.setStyleSheet("")
         self.last_error = ""
 
     def offer(self, model: str, videos: list[Path], out_dir: Path, workspace) -> None:
@@ -191,6 +194,7 @@ class SuggestBox(QGroupBox):
             return
         self.reset()
         self.run_button.setEnabled(False)
+        self.busy.setVisible(True)
         self.busy.setRange(0, 0)  # cpm suggest reports no progress to a program: a busy bar
         path = self.step.start(self.model, self.videos, self.count.value(), self.out_dir)
         self.message.setText(f"Scoring every frame (in a background process); the list goes to {path.name}…")
@@ -218,6 +222,7 @@ class SuggestBox(QGroupBox):
 
     def _show(self, picks: list[FrameScore]) -> None:
         self.busy.setRange(0, 1)
+        self.busy.setVisible(False)
         self.run_button.setEnabled(True)
         for p in picks:
             self.picks.addItem(f"{p.score:.2f}  frame {p.frame} · {top_reason(p.reasons)} · {Path(p.source).name}")
@@ -231,6 +236,7 @@ class SuggestBox(QGroupBox):
 
     def _error(self, text: str) -> None:
         self.busy.setRange(0, 1)
+        self.busy.setVisible(False)
         self.run_button.setEnabled(True)
         self.last_error = text
         self.message.setText(text)
