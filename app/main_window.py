@@ -15,6 +15,7 @@ from pathlib import Path
 from PySide6.QtCore import QRect, QSettings, Qt, Signal
 from PySide6.QtWidgets import QMainWindow, QMessageBox, QTabWidget
 
+from app.analyse.menu import add_analyse_action
 from app.annotate.workspace import AnnotationWorkspace
 from app.frame_sources import FrameSource, SourceInfo
 from app.inference import InferenceWorker
@@ -40,6 +41,7 @@ from app.viewer.docks import (
 from app.viewer.drop import dropped_path, looks_like_model
 from app.viewer.model_loading import ModelLoader
 from app.viewer.playback import PlaybackBar
+from app.viewer.quit_guard import confirm_quit
 from app.viewer.readout import Readout
 from app.viewer.recording import RecordingActions
 from app.viewer.session import SourceSession
@@ -178,6 +180,7 @@ class MainWindow(QMainWindow):
                            ("Open annotation project…", ann.open_project_dialog),
                            ("Export dataset…", ann.export_dialog)):
             file_menu.addAction(act(text, slot))
+        add_analyse_action(file_menu, self)
         file_menu.addSeparator()
         file_menu.addAction(self.recording.snapshot_action)
         file_menu.addAction(self.recording.record_action)
@@ -310,6 +313,11 @@ class MainWindow(QMainWindow):
         return self.session.generation
 
     # ------------------------------------------------------------------ model, views, output
+    @property
+    def model_path(self) -> str | None:
+        """Where the shown model was loaded from (None for the model the window was given)."""
+        return self.models.model_path
+
     def load_model(self, path: str | Path, interactive: bool = False) -> bool:
         """Start loading weights in the pipeline's thread; the current model runs until the new one is ready."""
         return self.models.load(path, interactive)
@@ -387,5 +395,8 @@ class MainWindow(QMainWindow):
         self.readout.pause()
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if not confirm_quit(self, (self.train_panel, self.distill_panel)):  # a run in progress: asks first
+            event.ignore()
+            return
         self.shutdown()
         super().closeEvent(event)

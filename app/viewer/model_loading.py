@@ -34,6 +34,8 @@ class ModelLoader(QObject):
         self.settings, self.pipeline = settings, pipeline
         self._report, self._status, self._parent = report_error, status, parent
         self._interactive = False
+        self._requested: str | None = None
+        self.model_path: str | None = None  # where the shown model was loaded from (None: given, not loaded)
         self.card = QWidget()
         lay = QVBoxLayout(self.card)
         self.card_warning = QLabel()
@@ -56,6 +58,7 @@ class ModelLoader(QObject):
             return False
         self._interactive = interactive
         self._status(f"Loading model {path} …")
+        self._requested = str(path)
         self.pipeline.request_model(path)
         return True
 
@@ -68,6 +71,7 @@ class ModelLoader(QObject):
             self.load(path, interactive=True)
 
     def failed(self, message: str) -> None:
+        self._requested = None
         self._report(f"cannot load model: {message} (keeping the current model)", self._interactive)
 
     def show_model(self, estimator: PoseEstimator) -> None:
@@ -86,4 +90,6 @@ class ModelLoader(QObject):
         self.settings.update(threshold=0.1 if card.trained else 0.0, autoscale=not card.trained,
                              kalman=card.skeleton.name.startswith("hand"))  # the port smooths hands, not bodies
         self._status(f"Model: {card.name}", 5000)
+        if self._requested is not None:  # the answer to a load request (others: the window's first model)
+            self.model_path, self._requested = self._requested, None
         self.modelShown.emit(estimator)
