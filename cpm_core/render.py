@@ -7,6 +7,8 @@ image looks like the screen.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
@@ -31,22 +33,32 @@ def joint_colours(skeleton: Skeleton, side: Side | None = None) -> list[tuple[in
 
 
 def draw_pose(image: np.ndarray, keypoints: np.ndarray, skeleton: Skeleton, threshold: float = 0.1,
-              thickness: int | None = None, side: Side | None = None) -> np.ndarray:
-    """Draw limbs and joints whose confidence is at least `threshold`; returns a new BGR image. Limbs take
-    `limb_colours(skeleton, side)`: a body's sides in two colour families; `side` is a hand's chirality when
-    known (its fingers then take that side's family). Joints take `joint_colours` (their finger's or side's)."""
+              thickness: int | None = None, side: Side | None = None, *,
+              limb_bgr: Sequence[tuple[int, int, int]] | None = None,
+              joint_bgr: Sequence[tuple[int, int, int]] | None = None, outline: bool = True,
+              line_width: int | None = None, joint_radius: int | None = None) -> np.ndarray:
+    """Draw limbs and joints whose confidence is at least `threshold`; returns a new BGR image. The one OpenCV
+    skeleton drawer: `cpm infer`, recordings and `detection.draw.draw_subjects` all draw through it.
+
+    Limbs take `limb_colours(skeleton, side)` unless `limb_bgr` (one per limb) is given: a body's sides in two
+    colour families; `side` is a hand's chirality when known (its fingers then take that side's family). Joints
+    take `joint_colours` (their finger's or side's) unless `joint_bgr` (one per joint); `outline` rings them in
+    black. Line width and dot radius default to `thickness` + 1."""
     out = image.copy()
     kp = np.asarray(keypoints, dtype=np.float64)
     ok = np.isfinite(kp[:, :2]).all(axis=1) & (kp[:, 2] >= threshold)
     t = thickness or max(1, round(max(image.shape[:2]) / 250))
-    for (a, b), colour in zip(skeleton.limbs, limb_colours(skeleton, side)):
+    width = line_width or t + 1
+    radius = joint_radius or t + 1
+    for (a, b), colour in zip(skeleton.limbs, limb_bgr if limb_bgr is not None else limb_colours(skeleton, side)):
         if ok[a] and ok[b]:
-            cv2.line(out, (round(kp[a, 0]), round(kp[a, 1])), (round(kp[b, 0]), round(kp[b, 1])), colour, t + 1,
+            cv2.line(out, (round(kp[a, 0]), round(kp[a, 1])), (round(kp[b, 0]), round(kp[b, 1])), colour, width,
                      cv2.LINE_AA)
-    colours = joint_colours(skeleton, side)
+    colours = joint_bgr if joint_bgr is not None else joint_colours(skeleton, side)
     for j in np.flatnonzero(ok):
-        cv2.circle(out, (round(kp[j, 0]), round(kp[j, 1])), t + 1, colours[j], -1, cv2.LINE_AA)
-        cv2.circle(out, (round(kp[j, 0]), round(kp[j, 1])), t + 1, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.circle(out, (round(kp[j, 0]), round(kp[j, 1])), radius, colours[j], -1, cv2.LINE_AA)
+        if outline:
+            cv2.circle(out, (round(kp[j, 0]), round(kp[j, 1])), radius, (0, 0, 0), 1, cv2.LINE_AA)
     return out
 
 

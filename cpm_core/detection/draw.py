@@ -10,6 +10,7 @@ import colorsys
 import cv2
 import numpy as np
 
+from cpm_core.render import draw_pose as draw_pose_with
 from cpm_core.skeleton import Skeleton, has_sides, limb_colours
 
 
@@ -34,17 +35,12 @@ def draw_subjects(image: np.ndarray, subjects: list, skeleton: Skeleton | None =
         corners = s.crop.corners().round().astype(np.int32)
         cv2.polylines(out, [corners], True, colour, t + 1, cv2.LINE_AA)
         if draw_pose and skeleton is not None and s.keypoints is not None:
-            kp = np.asarray(s.keypoints, dtype=np.float64)
-            ok = np.isfinite(kp[:, :2]).all(axis=1) & (kp[:, 2] >= threshold)
-            joint_colour = [colour] * len(kp)
-            for i, (a, b) in enumerate(skeleton.limbs):
-                limb_colour = sided[i] if sided is not None else colour
-                joint_colour[b] = limb_colour
-                if ok[a] and ok[b]:
-                    cv2.line(out, (round(kp[a, 0]), round(kp[a, 1])), (round(kp[b, 0]), round(kp[b, 1])),
-                             limb_colour, t, cv2.LINE_AA)
-            for j in np.flatnonzero(ok):
-                cv2.circle(out, (round(kp[j, 0]), round(kp[j, 1])), t + 1, joint_colour[j], -1, cv2.LINE_AA)
+            limbs = list(sided) if sided is not None else [colour] * len(skeleton.limbs)
+            joints = [colour] * skeleton.num_joints
+            for (_, b), limb_colour in zip(skeleton.limbs, limbs):
+                joints[b] = limb_colour
+            out = draw_pose_with(out, s.keypoints, skeleton, threshold, limb_bgr=limbs, joint_bgr=joints,
+                                 outline=False, line_width=t, joint_radius=t + 1)
         label = f"#{s.id} {s.score:.2f}"
         x, y = corners[np.argmin(corners[:, 1])]  # the topmost corner, wherever the rotation put it
         scale = 0.4 * t
