@@ -24,11 +24,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Signal
+from PySide6.QtCore import QObject, QProcess, Signal
 
+from app.child_process import project_process
 from cpm_core.infer import plan_names
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 WORK_PREFIX = ".analyse-"
 WORK_SUFFIX = ".partial"
 STDERR_TAIL = 20
@@ -76,13 +76,7 @@ class CommandProcess(QObject):
         self.stderr.clear()
         if self.proc is not None:
             self.proc.deleteLater()  # the previous step's process (deleted after its finished signal returns)
-        proc = QProcess(self)
-        env = QProcessEnvironment.systemEnvironment()
-        env.insert("PYTHONPATH", os.pathsep.join(p for p in (str(PROJECT_ROOT), env.value("PYTHONPATH")) if p))
-        env.insert("PYTHONUNBUFFERED", "1")
-        env.insert("TF_CPP_MIN_LOG_LEVEL", env.value("TF_CPP_MIN_LOG_LEVEL") or "2")
-        proc.setProcessEnvironment(env)
-        proc.setWorkingDirectory(str(PROJECT_ROOT))
+        proc = project_process(self)
         proc.readyReadStandardOutput.connect(self._read)
         proc.readyReadStandardError.connect(self._read_err)
         proc.finished.connect(self._finished)

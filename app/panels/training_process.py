@@ -12,13 +12,12 @@ separately, ends the process at once.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections import deque
-from pathlib import Path
 
-from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Signal
+from PySide6.QtCore import QObject, QProcess, Signal
 
+from app.child_process import project_process
 from training.events import (
     CheckpointEvent,
     DoneEvent,
@@ -30,7 +29,6 @@ from training.events import (
     parse_line,
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STDERR_TAIL_LINES = 40
 
 
@@ -76,13 +74,7 @@ class TrainingProcess(QObject):
         self._stderr_tail.clear()
         self._ended_cleanly = False
         self.stop_requested = self._killed = False
-        proc = QProcess(self)
-        env = QProcessEnvironment.systemEnvironment()
-        env.insert("PYTHONPATH", os.pathsep.join(p for p in (str(PROJECT_ROOT), env.value("PYTHONPATH")) if p))
-        env.insert("PYTHONUNBUFFERED", "1")
-        env.insert("TF_CPP_MIN_LOG_LEVEL", env.value("TF_CPP_MIN_LOG_LEVEL") or "2")
-        proc.setProcessEnvironment(env)
-        proc.setWorkingDirectory(str(PROJECT_ROOT))
+        proc = project_process(self)
         proc.readyReadStandardOutput.connect(self._read_stdout)
         proc.readyReadStandardError.connect(self._read_stderr)
         proc.finished.connect(self._finished)
