@@ -1,4 +1,5 @@
-"""What the capture thread reads from: one small class per source kind behind one interface.
+"""What the capture thread reads from: files (video, image, image folder) through `cpm_core.sources`' reader,
+and live cameras, behind one interface.
 
 Opening validates the source by decoding its first frame, so a bad file is reported when the user picks it
 (and the previous source keeps playing) rather than as a silent black view later. No Qt here: the capture
@@ -14,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cpm_core.sources import SourceError, VideoReader, classify, folder_images, read_image
+from cpm_core.sources import Frame, SourceError, open_media
 
 CAMERA_PREFIX = "camera:"
 FOLDER_FPS = 2.0  # an image folder plays as a slide show
@@ -56,79 +57,47 @@ class FrameSource:
         pass
 
 
-class ImageFrameSource(FrameSource):
+class FileFrameSource(FrameSource):
+    """A video, an image or an image folder, read by `cpm_core.sources` (the one reader of frames from files).
+    Opening decodes the first frame (a folder: its first readable image), so a useless source fails here."""
+
     def __init__(self, path: str | Path):
-        self._image = read_image(path)
-        self._done = False
-        self.info = SourceInfo("image", str(path), 1.0, 1, True)
-
-    def read(self) -> tuple[int, np.ndarray] | None:
-        if self._done:
-            return None
-        self._done = True
-        return 0, self._image
-
-    def seek(self, index: int) -> None:
-        self._done = False
-
-
-class FolderFrameSource(FrameSource):
-    def __init__(self, path: str | Path):
-        self._files = folder_images(path)
-        self._next = 0
-        first_error = None
-        for f in self._files:  # at least one image must decode, or the folder is useless
-            try:
-                read_image(f)
-                break
-            except SourceError as exc:
-                first_error = exc
-        else:
-            raise SourceError(f"{path}: none of its {len(self._files)} images can be read ({first_error})")
-        self.info = SourceInfo("folder", str(path), FOLDER_FPS, len(self._files), True)
-
-    def read(self) -> tuple[int, np.ndarray] | None:
-        if self._next >= len(self._files):
-            return None
-        i = self._next
-        self._next += 1
+        self._reader = open_media(path)
+        self._pending: Frame | None = None
         try:
-            return i, read_image(self._files[i])
-        except SourceError as exc:
-            raise FrameError(str(exc)) from exc
-
-    def seek(self, index: int) -> None:
-        self._next = int(np.clip(index, 0, len(self._files) - 1))
-
-    def name_of(self, index: int) -> str:
-        return self._files[index].name if 0 <= index < len(self._files) else ""
-
-
-class VideoFrameSource(FrameSource):
-    def __init__(self, path: str | Path):
-        self._reader = VideoReader(path)
-        first = self._reader.read()
-        if first is None:
+            first = self._reader.read()  # a frameless video or an unreadable image raises SourceError
+            if self._reader.kind == "folder":  # at least one image must decode, or the folder is useless
+                first_error = None
+                while first is not None and first.error:
+                    first_error, first = first.error, self._reader.read()
+                if first is None:
+                    raise SourceError(f"{path}: none of its {self._reader.frame_count} images can be read "
+                                      f"({first_error})")
+                self._reader.seek(0)  # a slide show starts at the first file, readable or not
+            else:
+                self._pending = first
+        except BaseException:
             self._reader.close()
-            raise SourceError(f"{path}: video has no decodable frames")
-        self._pending: np.ndarray | None = first
-        count = self._reader.frame_count_hint or None
-        self.info = SourceInfo("video", str(path), self._reader.fps, count, True)
+            raise
+        kind = self._reader.kind
+        fps = {"video": self._reader.fps, "folder": FOLDER_FPS}.get(kind, 1.0)
+        self.info = SourceInfo(kind, str(path), fps or 30.0, self._reader.frame_count, True)
 
     def read(self) -> tuple[int, np.ndarray] | None:
-        if self._pending is not None:
-            frame, self._pending = self._pending, None
-            return 0, frame
-        index = self._reader.index
-        frame = self._reader.read()
-        return None if frame is None else (index, frame)
+        frame = self._pending if self._pending is not None else self._reader.read()
+        self._pending = None
+        if frame is None:
+            return None
+        if frame.error:
+            raise FrameError(frame.error)
+        return frame.index, frame.image
 
     def seek(self, index: int) -> None:
         self._pending = None
         self._reader.seek(max(0, index))
 
     def end_note(self) -> str | None:
-        return self._reader.truncation_note()
+        return self._reader.end_note()
 
     def close(self) -> None:
         self._reader.close()
@@ -182,9 +151,4 @@ def open_source(spec: str | Path) -> FrameSource:
     p = Path(s)
     if not p.exists():
         raise SourceError(f"{p}: no such file or folder")
-    kind = classify(p)
-    if kind == "folder":
-        return FolderFrameSource(p)
-    if kind == "image":
-        return ImageFrameSource(p)
-    return VideoFrameSource(p)
+    return FileFrameSource(p)

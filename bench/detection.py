@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 from machine import describe_machine  # noqa: E402
 
 from cpm_core.detection import DetectorUnavailable, MultiPoseEstimator, MultiSubjectTracker, make_detector  # noqa: E402
+from cpm_core.sources import VideoReader  # noqa: E402
 
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "data" / "media"
 HAND_VIDEOS = ["hand/mediapipe_hand_test_video.mp4", "hand/mediapipe_gesture_test_video.mp4",
@@ -37,15 +38,13 @@ BODY_VIDEOS = ["body/bodypose3d_cam0.mp4", "body/mmpose_demo.mp4"]
 
 
 def frames(path: Path, limit: int | None):
-    cap = cv2.VideoCapture(str(path))
-    n = 0
-    while limit is None or n < limit:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        n += 1
-        yield frame
-    cap.release()
+    """The video's first `limit` frames (all with None), read by `cpm_core.sources`."""
+    with VideoReader(path) as reader:
+        for frame in reader:
+            if limit is not None and frame.index >= limit:
+                break
+            if frame.image is not None:
+                yield frame.image
 
 
 def _centre(b: np.ndarray) -> np.ndarray:

@@ -126,13 +126,13 @@ def bare_fps(estimator, video: Path, frames: int) -> float:
     step = ModelStep(estimator, reset_when_absent=not isinstance(estimator, TeacherEstimator))
     step.warm_up()  # what the app's pipeline does before the first frame
     with VideoReader(video) as reader:
-        step.single(reader.read())  # warm
+        step.single(reader.read().image)  # warm
         reader.seek(0)
         step.reset()
         n = 0
         t0 = time.perf_counter()
         while n < frames and (f := reader.read()) is not None:
-            step.single(f)
+            step.single(f.image)
             n += 1
         return n / (time.perf_counter() - t0)
 

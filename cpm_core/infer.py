@@ -42,7 +42,7 @@ from cpm_core.presence import THRESHOLD as PRESENCE_THRESHOLD
 from cpm_core.progress import ProgressBar
 from cpm_core.recorder import JsonStream, VideoFile
 from cpm_core.render import draw_pose, joints_view, multi_stage_view
-from cpm_core.sources import SourceError, VideoReader, classify, folder_images, read_image
+from cpm_core.sources import SourceError, classify, folder_images, open_media
 
 BATCH = 8
 
@@ -236,28 +236,6 @@ class _Results:
         self.count += 1
 
 
-def _frames(path: Path, kind: str):
-    """(frame index, frame source, image or None, error) for every frame; errors inside folders are per file."""
-    if kind == "image":
-        yield 0, str(path), read_image(path), None
-    elif kind == "folder":
-        for i, f in enumerate(folder_images(path)):
-            try:
-                yield i, str(f), read_image(f), None
-            except SourceError as exc:
-                yield i, str(f), None, str(exc)
-    else:
-        with VideoReader(path) as video:
-            n = 0
-            for n, frame in enumerate(video):
-                yield n, str(path), frame, None
-            if video.index == 0:
-                raise SourceError(f"{path}: video has no decodable frames")
-            note = video.truncation_note()
-            if note:  # the decodable part was processed; the shortfall is reported like a bad input
-                yield video.index, str(path), None, f"{note}; processed those {video.index}"
-
-
 def _hidden(keypoints: np.ndarray) -> np.ndarray:
     """Keypoints that no drawing shows (NaN positions): a pose whose presence is below the threshold is listed
     in the JSON but not drawn, so hand-free frames get no skeleton on a forearm or a wall."""
@@ -298,12 +276,9 @@ def _process(estimator, path: Path, args, out_dir: Path | None, results: _Result
     kind = classify(path)
     if multi is not None:
         multi.reset()  # identities and smoothing belong to one source
-    fps, total = 30.0, None
-    if kind == "video":
-        with VideoReader(path) as v:  # opens once more only to read the header; raises SourceError early
-            fps, total = v.fps, v.frame_count_hint
-    elif kind == "folder":
-        total = len(folder_images(path))
+    media = open_media(path)  # raises SourceError before any output when the source cannot be opened
+    fps = media.fps or 30.0
+    total = (media.frame_count or 0) if kind == "video" else media.frame_count  # a video's: the header's hint
     bar = ProgressBar(total, label=path.name) if kind != "image" and not events.enabled else None
     if events.enabled:
         events.source(str(path), kind, 1 if kind == "image" else total)
@@ -354,22 +329,29 @@ def _process(estimator, path: Path, args, out_dir: Path | None, results: _Result
                 bar.update()
         batch.clear()
 
+    def report(err: str) -> None:
+        errors.append(err)
+        print(f"cpm infer: {err}", file=sys.stderr)
+        events.emit("error", source=str(path), message=err)
+
     try:
-        for index, src, frame, err in _frames(path, kind):
-            if err:
-                errors.append(err)
-                print(f"cpm infer: {err}", file=sys.stderr)
-                events.emit("error", source=str(path), message=err)
+        for frame in media.frames():
+            if frame.error:
+                report(frame.error)
                 if bar and kind == "folder":  # a folder's unreadable file still counts; a video's end note not
                     bar.update()
                 continue
-            batch.append((index, src, frame))
+            batch.append((frame.index, frame.source, frame.image))
             if len(batch) == BATCH:
                 flush()
+        note = media.end_note()
+        if note:  # the decodable part was processed; the shortfall is reported like a bad input
+            report(f"{note}; processed those {media.index}")
         if batch:
             flush()
         ok = True
     finally:
+        media.close()
         writers.close(ok)
         events.media += writers.written
         if bar:

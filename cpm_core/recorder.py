@@ -48,6 +48,7 @@ import numpy as np
 
 from cpm_core.atomic_io import atomic_output
 from cpm_core.render import draw_pose
+from cpm_core.sources import SourceError, VideoReader
 
 SEGMENT_SECONDS = 1.0
 WORK_SUFFIX = ".recording"
@@ -321,15 +322,13 @@ def _join_segments(segments: list[Path], video_path: Path, fps: float) -> int:
     out = VideoFile(video_path, fps)
     try:
         for seg in segments:
-            cap = cv2.VideoCapture(str(seg))
             try:
-                while True:
-                    ok, frame = cap.read()
-                    if not ok or frame is None:
-                        break
-                    out.write(frame)
-            finally:
-                cap.release()
+                with VideoReader(seg) as reader:
+                    for frame in reader:
+                        if frame.image is not None:
+                            out.write(frame.image)
+            except SourceError:  # the segment open at the kill has no trailer: nothing in it decodes
+                continue
     except BaseException:
         out.close(ok=False)
         raise
@@ -346,9 +345,11 @@ def recover_recording(path: str | os.PathLike) -> dict[str, Any]:
         raise RecordingError(f"{work}: no unfinished recording here")
     (work / "whole.partial.mp4").unlink(missing_ok=True)  # never closed: it has no trailer, unreadable
     _finish(work, video_path, None)
-    cap = cv2.VideoCapture(str(video_path))
-    frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
-    cap.release()
+    try:  # what the joined file's header says it holds (no segment decoded: no file)
+        with VideoReader(video_path) as reader:
+            frames = reader.frame_count or 0
+    except SourceError:
+        frames = 0
     with open(video_path.with_suffix(".json"), encoding="utf-8") as fh:
         keypoint_frames = len(json.load(fh)["frames"])
     return {"video": str(video_path) if video_path.exists() else None, "video_frames": frames,

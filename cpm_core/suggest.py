@@ -34,7 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +44,7 @@ import numpy as np
 from cpm_core.atomic_io import atomic_write_bytes, atomic_write_text
 from cpm_core.heatmaps import decode_predictions
 from cpm_core.presence import THRESHOLD as PRESENCE_THRESHOLD
-from cpm_core.sources import SourceError, classify, folder_images, read_image
+from cpm_core.sources import SourceError, open_media
 
 SHIFT_FULL = 0.2  # stage shift (pose sizes) at which the component is 1
 JUMP_FULL = 0.3  # distance from the Kalman prediction (pose sizes) at which the component is 1
@@ -153,58 +153,6 @@ def _thumb(frame: np.ndarray) -> np.ndarray:
     return cv2.resize(gray, (THUMB, THUMB), interpolation=cv2.INTER_AREA).reshape(-1)
 
 
-# ------------------------------------------------------------------------------------------------ streaming
-def iter_source_frames(path: str | Path, every: int = 1) -> Iterator[tuple[str, int, np.ndarray | None, bool]]:
-    """(source, frame index, BGR image or None if unreadable, is_video) for every `every`-th frame of a video
-    (read sequentially; skipped frames are only grabbed, not decoded), or every image of a folder / one image.
-    """
-    path = Path(path)
-    kind = classify(path)
-    if kind == "image":
-        yield str(path), 0, read_image(path), False
-    elif kind == "folder":
-        for i, f in enumerate(folder_images(path)):  # a folder's images were chosen one by one: all of them
-            try:
-                yield str(f), i, read_image(f), False
-            except SourceError:
-                yield str(f), i, None, False
-    else:
-        if not path.is_file():
-            raise SourceError(f"{path}: no such file")
-        cap = cv2.VideoCapture(str(path))
-        if not cap.isOpened():
-            raise SourceError(f"{path}: cannot open as a video (corrupt or unsupported codec)")
-        try:
-            i = -1
-            while cap.grab():
-                i += 1
-                if i % every:
-                    continue
-                ok, frame = cap.retrieve()
-                yield str(path), i, (frame if ok else None), True
-            if i < 0:
-                raise SourceError(f"{path}: video has no decodable frames")
-        finally:
-            cap.release()
-
-
-def source_length(path: str | Path) -> tuple[int | None, float]:
-    """(frame count hint or None, fps) of a source, for progress bars and the default time gap."""
-    path = Path(path)
-    kind = classify(path)
-    if kind == "image":
-        return 1, 0.0
-    if kind == "folder":
-        return len(folder_images(path)), 0.0
-    cap = cv2.VideoCapture(str(path))
-    try:
-        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-        fps = float(cap.get(cv2.CAP_PROP_FPS)) or 30.0
-    finally:
-        cap.release()
-    return n, fps if 0 < fps < 1000 else 30.0
-
-
 def score_sources(estimator, sources: Sequence[str | Path], every: int = 1,
                   progress: Callable[[str, int, int | None], None] | None = None,
                   cancelled: Callable[[], bool] | None = None) -> list[FrameScore]:
@@ -224,38 +172,41 @@ def score_sources(estimator, sources: Sequence[str | Path], every: int = 1,
     for src in sources:
         follower.reset()
         track = _Track()
-        total, _ = source_length(src)
-        if total and classify(src) == "video":
-            total = (total + every - 1) // every
-        done = 0
-        for name, index, frame, is_video in iter_source_frames(src, every):
-            if cancelled is not None and cancelled():
-                return _finish(out, skeleton)
-            done += 1
-            if frame is None:
+        with open_media(src) as media:  # cpm_core.sources, the one reader of frames
+            is_video = media.kind == "video"
+            total = media.frame_count
+            if total and is_video:
+                total = (total + every - 1) // every
+            # A video's every `every`-th frame (the others only grabbed, not decoded); a folder's images were
+            # chosen one by one: all of them.
+            for done, read in enumerate(media.frames(every if is_video else 1), start=1):
+                if cancelled is not None and cancelled():
+                    return _finish(out, skeleton)
+                name, index, frame = (str(src) if is_video else read.source), read.index, read.image
+                if frame is None:
+                    if progress:
+                        progress(str(src), done, total)
+                    continue
+                if not is_video:
+                    follower.reset()
+                result = follower.predict(frame)
+                presence = float(result.presence)
+                reasons = heatmap_uncertainty(result.heatmaps, joints)
+                if presence < PRESENCE_THRESHOLD:
+                    follower.reset()
+                    track.reset()
+                    reasons["jump"] = 0.0
+                elif is_video:
+                    jump = track.jump(result.keypoints)
+                    reasons["jump"] = 0.0 if jump is None else float(min(1.0, jump / JUMP_FULL))
+                else:
+                    reasons["jump"] = 0.0
+                reasons["presence"] = presence
+                feats = instance_features(result.keypoints[None, :, :2], np.isfinite(result.keypoints[None, :, 0]),
+                                          skeleton)[0].astype(np.float32)
+                out.append(FrameScore(name, index, 0.0, reasons, _thumb(frame), feats))
                 if progress:
                     progress(str(src), done, total)
-                continue
-            if not is_video:
-                follower.reset()
-            result = follower.predict(frame)
-            presence = float(result.presence)
-            reasons = heatmap_uncertainty(result.heatmaps, joints)
-            if presence < PRESENCE_THRESHOLD:
-                follower.reset()
-                track.reset()
-                reasons["jump"] = 0.0
-            elif is_video:
-                jump = track.jump(result.keypoints)
-                reasons["jump"] = 0.0 if jump is None else float(min(1.0, jump / JUMP_FULL))
-            else:
-                reasons["jump"] = 0.0
-            reasons["presence"] = presence
-            feats = instance_features(result.keypoints[None, :, :2], np.isfinite(result.keypoints[None, :, 0]),
-                                      skeleton)[0].astype(np.float32)
-            out.append(FrameScore(name if not is_video else str(src), index, 0.0, reasons, _thumb(frame), feats))
-            if progress:
-                progress(str(src), done, total)
     return _finish(out, skeleton)
 
 
@@ -328,14 +279,15 @@ def save_frames(video: str | Path, indices: Sequence[int], out_dir: str | Path) 
     if not todo:
         return saved
     out.mkdir(parents=True, exist_ok=True)
-    for _, index, frame, _ in iter_source_frames(video, 1):
-        if index in todo and frame is not None:
-            target = out / f"{video.stem}_{index:06d}.jpg"
-            atomic_write_bytes(target, encode_image(frame, ".jpg", 95))
-            saved.append((index, target))
-            todo.discard(index)
-            if not todo:
-                break
+    with open_media(video) as media:
+        for frame in media.frames():
+            if frame.index in todo and frame.image is not None:
+                target = out / f"{video.stem}_{frame.index:06d}.jpg"
+                atomic_write_bytes(target, encode_image(frame.image, ".jpg", 95))
+                saved.append((frame.index, target))
+                todo.discard(frame.index)
+                if not todo:
+                    break
     return saved
 
 
@@ -400,7 +352,8 @@ def run(args: argparse.Namespace) -> int:
     gaps = []
     try:
         for src in args.sources:
-            _, fps = source_length(src)
+            with open_media(src) as media:
+                fps = media.fps
             gaps.append(max(args.every, round(fps / 2)) if fps else 0)
         scores = score_sources(estimator, args.sources, args.every, progress)
     except SourceError as exc:

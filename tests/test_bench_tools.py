@@ -64,7 +64,7 @@ def test_teacher_runs_the_bare_rows_follower_and_returns_21_joints_in_frame_pixe
     teacher = _bench_module("pipeline").TeacherEstimator(TEACHER, threads=1)
     assert teacher.size == 224
     with VideoReader(VIDEO) as reader:
-        frames = [reader.read() for _ in range(3)]
+        frames = [reader.read().image for _ in range(3)]
     # A crop away from the frame's origin: joints must come back in frame pixels, inside the crop.
     box = CropBox(500.0, 300.0, 360.0)
     r = teacher.predict(frames[0], box)

@@ -134,8 +134,8 @@ RECORDING_CHILD = textwrap.dedent('''
     while n < 20000:  # hang guard; the test kills it long before
         with VideoReader(sys.argv[2]) as video:
             for frame in video:
-                res = est.predict(frame)
-                rec.write(frame, SimpleNamespace(shown=res.keypoints, index=n))
+                res = est.predict(frame.image)
+                rec.write(frame.image, SimpleNamespace(shown=res.keypoints, index=n))
                 n += 1
                 print(n, flush=True)
 ''')

@@ -9,7 +9,7 @@ neither is trusted.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -17,22 +17,9 @@ import numpy as np
 
 from cpm_core.atomic_io import atomic_write_bytes
 from cpm_core.dataset.imageinfo import encode_image
+from cpm_core.sources import VideoReader
 
 METHODS = ("uniform", "kmeans")
-
-
-def _frames(video: Path) -> Iterator[np.ndarray]:
-    cap = cv2.VideoCapture(str(video))
-    if not cap.isOpened():
-        raise OSError(f"{video}: cannot open video")
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok or frame is None:
-                return
-            yield frame
-    finally:
-        cap.release()
 
 
 def _thumb(frame: np.ndarray, size: int) -> np.ndarray:
@@ -90,11 +77,15 @@ def extract_frames(
     video = Path(video)
     if not video.is_file():
         raise FileNotFoundError(f"{video}: no such video file")
-    thumbs = []
-    for i, frame in enumerate(_frames(video)):
-        thumbs.append(_thumb(frame, thumb_size))
-        if progress and i % 50 == 0:
-            progress("scan", i)
+    thumbs, indices = [], []  # a thumbnail per decoded frame, and that frame's index in the video
+    with VideoReader(video) as reader:  # cpm_core.sources: the one reader of frames
+        for frame in reader:
+            if frame.image is None:
+                continue
+            thumbs.append(_thumb(frame.image, thumb_size))
+            indices.append(frame.index)
+            if progress and frame.index % 50 == 0:
+                progress("scan", frame.index)
     if not thumbs:
         raise ValueError(f"{video}: no frame could be decoded")
     if method == "uniform":
@@ -103,16 +94,18 @@ def extract_frames(
         wanted = kmeans_indices(np.stack(thumbs), count, seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    todo = set(wanted)
+    todo = {indices[k] for k in wanted}
     saved: list[tuple[int, Path]] = []
-    for i, frame in enumerate(_frames(video)):
-        if progress and i % 50 == 0:
-            progress("save", i)
-        if i in todo:
-            target = out / f"{video.stem}_{i:06d}.jpg"
-            atomic_write_bytes(target, encode_image(frame, ".jpg", quality))
-            saved.append((i, target))
-            todo.discard(i)
-            if not todo:
-                break
+    with VideoReader(video) as reader:
+        for frame in reader:
+            i = frame.index
+            if progress and i % 50 == 0:
+                progress("save", i)
+            if i in todo and frame.image is not None:
+                target = out / f"{video.stem}_{i:06d}.jpg"
+                atomic_write_bytes(target, encode_image(frame.image, ".jpg", quality))
+                saved.append((i, target))
+                todo.discard(i)
+                if not todo:
+                    break
     return saved
