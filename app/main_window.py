@@ -15,7 +15,6 @@ from pathlib import Path
 from PySide6.QtCore import QRect, QSettings, Qt, Signal
 from PySide6.QtWidgets import QMainWindow, QMessageBox, QTabWidget
 
-from app.analyse.menu import add_analyse_action
 from app.annotate.workspace import AnnotationWorkspace
 from app.frame_sources import FrameSource, SourceInfo
 from app.inference import InferenceWorker
@@ -39,16 +38,15 @@ from app.viewer.docks import (
     scrolling,
 )
 from app.viewer.drop import dropped_path, looks_like_model
+from app.viewer.menu_bar import build_menus
 from app.viewer.model_loading import ModelLoader
-from app.viewer.playback import PlaybackBar
 from app.viewer.quit_guard import confirm_quit
 from app.viewer.readout import Readout
 from app.viewer.recording import RecordingActions
 from app.viewer.session import SourceSession
 from app.viewer.settings import ViewerSettings
 from app.viewer.source_menus import SourceMenus
-from app.viewer.view_menu import ViewMenu
-from app.views import VIEW_CLASSES, PoseView
+from app.views import PoseView
 from cpm_core.estimator import PoseEstimator
 from cpm_core.live_pipeline import LivePipeline
 from cpm_core.sources import SourceError
@@ -166,55 +164,11 @@ class MainWindow(QMainWindow):
         self._resume_playing = False  # the video played when the viewer was left: it plays again on return
 
     def _build_menus(self) -> None:
-        act, bar = self.action_factory, self.menuBar()
-        file_menu = bar.addMenu("&File")
-        file_menu.addAction(act("Open video or image…", lambda: self.source_menus.open_dialog(False), "Ctrl+O"))
-        file_menu.addAction(act("Open image folder…", lambda: self.source_menus.open_dialog(True), "Ctrl+Shift+O"))
-        file_menu.addMenu(self.source_menus.camera_menu)
-        file_menu.addMenu(self.source_menus.recent_menu)
-        file_menu.addSeparator()
-        ann = self.annotate
-        for text, slot in (("New annotation project from video…", ann.new_from_video_dialog),
-                           ("New annotation project from image folder…", ann.new_from_folder_dialog),
-                           ("New annotation project from dataset…", ann.new_from_dataset_dialog),
-                           ("Open annotation project…", ann.open_project_dialog),
-                           ("Export dataset…", ann.export_dialog)):
-            file_menu.addAction(act(text, slot))
-        add_analyse_action(file_menu, self)
-        file_menu.addSeparator()
-        file_menu.addAction(self.recording.snapshot_action)
-        file_menu.addAction(self.recording.record_action)
-        file_menu.addSeparator()
-        file_menu.addAction(act("Quit", self.close, "Ctrl+Q"))
-
-        model_menu = bar.addMenu("&Model")
-        model_menu.addAction(act("Load model file (.pkl, checkpoint, card.json)…", lambda: self.models.dialog(False),
-                                 "Ctrl+M"))
-        model_menu.addAction(act("Load model folder…", lambda: self.models.dialog(True), "Ctrl+Shift+M"))
-        model_menu.addSeparator()
-        for kind in ("hand", "body"):
-            model_menu.addAction(act(f"Embedded default ({kind})",
-                                     lambda _=False, k=kind: self.load_model(default_model_path(k), True)))
-        self._build_view_menu(bar.addMenu("&View"))
-        transport = PlaybackBar(self.session, act)
-        self.playback = transport
-        transport.addSeparator()
-        transport.addAction(self.recording.snapshot_action)
-        transport.addAction(self.recording.record_action)
-        self.addToolBar(transport)
-        help_menu = bar.addMenu("&Help")
-        help_menu.addAction(act("Keyboard shortcuts", self.show_shortcuts, "F1"))
-        help_menu.addAction(act("About CPM Studio", self._about))
-
-    def _build_view_menu(self, view_menu) -> None:
-        """The views (keys 1-4, also a toolbar) and the ticked toggles (`app.viewer.view_menu`)."""
-        menu = ViewMenu(view_menu, self.viewer_settings, self.action_factory,
-                        {n: c.title for n, c in VIEW_CLASSES.items()}, self.set_view,
-                        (self.controls_dock, self.card_dock, self.plots_dock), self)
+        """Menus and toolbars (`app.viewer.menu_bar`); the View menu's actions are kept by name for scripts."""
+        self.playback, menu = build_menus(self)
         self.view_menu = menu
         self.view_group, self.view_actions = menu.view_group, menu.view_actions
         self.toggle_actions, self.realtime_action = menu.toggle_actions, menu.realtime_action
-        self.addToolBar(menu.views_bar)
 
     def fit_to_screen(self, available: QRect) -> None:
         """Size and place the window inside a screen's available geometry (`app.viewer.docks.fit_window`)."""
@@ -265,10 +219,6 @@ class MainWindow(QMainWindow):
         """F1: every key of the window, the viewer's and the Annotate tab's, from their actions."""
         text = help_html([("Viewer", self.shortcut_list()), ("Annotate tab", self.annotate.shortcut_list())])
         self.shortcuts_box = self.action_factory.shortcuts_box(self.quiet, text)
-
-    def _about(self) -> None:
-        if not self.quiet:
-            QMessageBox.about(self, "CPM Studio", "Live 2D pose estimation with Convolutional Pose Machines.")
 
     # ------------------------------------------------------------------ sources
     def open_source(self, spec: str | Path, interactive: bool = False) -> bool:

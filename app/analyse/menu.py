@@ -1,6 +1,6 @@
 """File > Analyse videos…: the menu entry, `add_analyse_action(menu, window)`, for the window's File menu.
 
-Kept apart from the window's own menu code (`app/main_window.py`), which calls it with one line, so the dialog can
+Kept apart from the window's own menu code (`app/viewer/menu_bar.py`), which calls it with one line, so the dialog can
 be built and tested without the whole window.
 """
 
