@@ -20,6 +20,13 @@ Run the rows in separate calls on a busy machine: with a training run on the sam
   frame (palm detector for angle and side, else the search: `upright.search_upright`), counted as a pass
   when its presence is above 0.5. These val files were never used to choose anything.
 
+Calibration (`--calibrate`, `--write-card`): the score's midpoint (the joint blobs at which presence is 0.5) is
+measured per model on its training data only, as the rule was first tuned: 200 hands of `hand_more/train.json`
+and 100 of `hand_pseudo/train.json` (every k-th, cropped and turned as above) against the backgrounds the recipes
+train on (`backgrounds_train.txt`), run whole, plus two hand-sized windows of each of those with index % 5 == 0;
+`cpm_core.presence.balanced_midpoint` picks the cut, `--write-card` stores it in the model card
+(`decoding.presence_midpoint`). Nothing here reads a val file or a held-out background.
+
 `--limit N` takes every k-th item so that at most N of each kind run (say so when quoting numbers). With
 `--dump`, every result's last-stage heatmaps (float16) and scores go to an .npz for offline study.
 """
@@ -96,6 +103,45 @@ def background_results(follower, paths: list[Path], crops: int = 0, seed: int = 
             yield f"{path.name}#{k}", follower.predict(frame, CropBox(cx, cy, side))
 
 
+TRAIN_HANDS = ((DATA / "hand_more" / "train.json", 200), (DATA / "hand_pseudo" / "train.json", 100))
+
+
+def trained_backgrounds(paths: list[Path]) -> set[str]:
+    return {Path(line.split("#")[0].strip()).name for line in TRAIN_LIST.read_text().splitlines()
+            if line.split("#")[0].strip()} & {q.name for q in paths}
+
+
+def calibrate(est, follower, palm, write_card: str | None = None) -> float:
+    """Measure the model's presence midpoint on training data (see the module docstring); print it and the
+    fractions right on each side; with `write_card` (a model folder) store it in that card, atomically."""
+    import json
+
+    from cpm_core.atomic_io import atomic_write_text
+    from cpm_core.presence import balanced_midpoint, presence_blobs
+
+    def blobs(r) -> float:
+        return presence_blobs(r.heatmaps, r.num_joints, r.target_sigma)
+
+    hands = [blobs(r) for ds, k in TRAIN_HANDS for _, r in hand_results(est, ds, k, palm)]
+    paths = background_images()
+    trained = trained_backgrounds(paths)
+    whole = [q for q in paths if q.name in trained]
+    windows = [q for i, q in enumerate(paths) if q.name in trained and i % 5 == 0]
+    free = [blobs(r) for _, r in background_results(follower, whole)]
+    free += [blobs(r) for _, r in background_results(follower, windows, crops=2)]
+    midpoint, above, below = balanced_midpoint(np.array(hands), np.array(free))
+    print(f"calibration on training data: {len(hands)} hands, {len(free)} hand-free crops "
+          f"({len(whole)} whole backgrounds + {2 * len(windows)} windows)")
+    print(f"presence midpoint {midpoint:.2f} joint blobs: hands above {above:.3f}, hand-free below {below:.3f}")
+    if write_card:
+        card_path = Path(write_card) / "card.json"
+        card = json.loads(card_path.read_text())
+        card.setdefault("decoding", {})["presence_midpoint"] = round(float(midpoint), 3)
+        atomic_write_text(card_path, json.dumps(card, indent=2) + "\n")
+        print(f"written to {card_path} (decoding.presence_midpoint)")
+    return midpoint
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=None, help="model folder (default: the embedded hand model)")
@@ -104,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sets", default="backgrounds,hands",
                    help="comma-separated rows to run: backgrounds, crops (hand-free windows), hands")
     p.add_argument("--dump", default=None, help="write heatmaps and scores of every result to this .npz")
+    p.add_argument("--calibrate", action="store_true",
+                   help="measure the model's presence midpoint on training data only (no rows are run)")
+    p.add_argument("--write-card", action="store_true", help="with --calibrate: store it in the model's card")
     args = p.parse_args(argv)
 
     from cpm_core.estimator import PoseEstimator
@@ -115,11 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     est = PoseEstimator.from_path(model, precision="float32")
     palm = default_palm_detector()
     follower = UprightFollower(est, palm=palm)
+    if args.calibrate:
+        calibrate(est, follower, palm, model if args.write_card else None)
+        return 0
     t0 = time.perf_counter()
     groups: dict[str, list] = {}
     paths = background_images()
-    trained_on = {Path(line.split("#")[0].strip()).name for line in TRAIN_LIST.read_text().splitlines()
-                  if line.split("#")[0].strip()}
+    trained_on = trained_backgrounds(paths)
     tuning = [q for i, q in enumerate(paths) if i % TUNING_EVERY == 0]
     held = [q for i, q in enumerate(paths) if i % TUNING_EVERY != 0 and q.name not in trained_on]
     seen = [q for i, q in enumerate(paths) if i % TUNING_EVERY != 0 and q.name in trained_on]
@@ -138,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
                                            for _, r in items]
     wall = time.perf_counter() - t0
 
-    print(f"model: {est.card.name} ({model}); threshold {args.threshold}; {wall:.0f} s"
+    print(f"model: {est.card.name} ({model}); threshold {args.threshold}; presence midpoint "
+          f"{est.card.presence_midpoint:g} joint blobs; {wall:.0f} s"
           + (f"; at most {args.limit} per kind" if args.limit else ""))
     print(f"{'set':36s} {'n':>5s} {'pass':>6s} {'rate':>6s} {'p10':>6s} {'median':>6s} {'p90':>6s}  pass = ")
     for name, items in groups.items():

@@ -19,7 +19,7 @@ from cpm_core.heatmaps import DEFAULT_SIGMA, decode_predictions, grid_to_input, 
 from cpm_core.model_card import ModelCard
 from cpm_core.network import cpu_has_fast_bfloat16
 from cpm_core.preprocess import CropBox, CropTransform
-from cpm_core.presence import presence_score
+from cpm_core.presence import MIDPOINT_BLOBS, presence_score
 from cpm_core.runtimes import (
     RUNTIMES,
     Runtime,
@@ -40,6 +40,7 @@ class PoseResult:
     timings: dict[str, float] = field(default_factory=dict)  # milliseconds: preprocess, model, decode
     oriented_by: str = ""  # upright models: where the crop's angle and side came from (palm, search, followed)
     target_sigma: float = 2.0  # the training targets' sigma in heatmap cells (what `presence` measures blobs by)
+    presence_midpoint: float = MIDPOINT_BLOBS  # joint blobs at which `presence` is 0.5 (the model card's)
 
     @property
     def num_joints(self) -> int:
@@ -54,7 +55,7 @@ class PoseResult:
         """How sure the heatmaps are that a subject is in the crop at all, in [0, 1] (`cpm_core.presence`); below
         `cpm_core.presence.THRESHOLD` the pipeline draws no pose and trackers search again. Computed once per
         result: the follower, `cpm infer` and the app each read it."""
-        return presence_score(self.heatmaps, self.num_joints, self.target_sigma)
+        return presence_score(self.heatmaps, self.num_joints, self.target_sigma, self.presence_midpoint)
 
     @property
     def valid(self) -> bool:
@@ -137,7 +138,8 @@ class PoseEstimator:
         kp = np.concatenate([xy, grid[:, 2:3]], axis=1).astype(np.float32)
         timings["decode"] = (time.perf_counter() - t) * 1e3
         sigma = self.card.blur_sigma or DEFAULT_SIGMA  # DARK models decode with their targets' sigma
-        return PoseResult(kp, heatmaps, transform, timings, target_sigma=sigma)
+        return PoseResult(kp, heatmaps, transform, timings, target_sigma=sigma,
+                          presence_midpoint=self.card.presence_midpoint)
 
     def predict(self, frame: np.ndarray, crop: CropBox | None = None) -> PoseResult:
         """Pose in a BGR uint8 frame; `crop` is the square region to look at (default: whole frame)."""

@@ -7,10 +7,12 @@ normalisation or input size, and so that a user can see what a model was trained
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cpm_core.preprocess import Normalisation
+from cpm_core.presence import MIDPOINT_BLOBS
 from cpm_core.skeleton import Skeleton, generic_skeleton
 from cpm_core.spec import ModelSpec
 
@@ -43,11 +45,22 @@ class ModelCard:
             raise ValueError(f"model card: unknown decoding method {method!r} (expected 'peak' or 'dark')")
         if method == "dark" and not float(self.decoding.get("blur_sigma", 0)) > 0:
             raise ValueError("model card: 'dark' decoding needs a positive blur_sigma (heatmap cells)")
+        if "presence_midpoint" in self.decoding:
+            m = self.decoding["presence_midpoint"]
+            if isinstance(m, bool) or not isinstance(m, int | float) or not math.isfinite(m) or not 0 < m < 1e4:
+                raise ValueError(f"model card: decoding.presence_midpoint must be a positive number of joint "
+                                 f"blobs, got {m!r:.60}")
 
     @property
     def blur_sigma(self) -> float:
         """The smoothing `decode_predictions` uses for this model's heatmaps (0: plain peak)."""
         return float(self.decoding["blur_sigma"]) if self.decoding.get("method") == "dark" else 0.0
+
+    @property
+    def presence_midpoint(self) -> float:
+        """The joint blobs at which this model's presence score is 0.5: measured on its training data and stored
+        in the card (`decoding.presence_midpoint`), else the rule's default (`cpm_core.presence`)."""
+        return float(self.decoding.get("presence_midpoint", MIDPOINT_BLOBS))
 
     @classmethod
     def for_spec(cls, spec: ModelSpec, skeleton: Skeleton | None = None, **kwargs) -> ModelCard:

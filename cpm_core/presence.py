@@ -88,15 +88,52 @@ def peak_concentration(heatmaps: np.ndarray, num_joints: int, sigma: float) -> f
     return float((peaks * conc).sum() / peaks.sum()) if peaks.sum() > 0 else 0.0
 
 
-def presence_score(heatmaps: np.ndarray, num_joints: int, sigma: float = 2.0, midpoint: float = MIDPOINT_BLOBS,
-                   steepness: float = STEEPNESS) -> float:
-    """Presence in [0, 1] of a subject in the crop from its (stages, h, w, C) heatmaps (only the last stage is
-    read); `sigma`: the training targets' sigma in heatmap cells. Empty or all-NaN heatmaps give 0."""
+def presence_blobs(heatmaps: np.ndarray, num_joints: int, sigma: float = 2.0) -> float:
+    """The evidence `presence_score` maps to [0, 1]: foreground joint blobs times the shape factor (steps 1-3 of
+    the module docstring). Empty or all-NaN heatmaps give 0."""
     hm = np.asarray(heatmaps)
     if hm.ndim != 4 or hm.size == 0 or num_joints <= 0 or hm.shape[-1] < num_joints:
         return 0.0
     n = foreground_blobs(hm, num_joints, sigma)
-    n *= min(1.0, peak_concentration(hm, num_joints, sigma) / SHAPE_FLOOR) ** 2
+    return float(n * min(1.0, peak_concentration(hm, num_joints, sigma) / SHAPE_FLOOR) ** 2)
+
+
+def presence_score(heatmaps: np.ndarray, num_joints: int, sigma: float = 2.0, midpoint: float = MIDPOINT_BLOBS,
+                   steepness: float = STEEPNESS) -> float:
+    """Presence in [0, 1] of a subject in the crop from its (stages, h, w, C) heatmaps (only the last stage is
+    read); `sigma`: the training targets' sigma in heatmap cells; `midpoint`: the joint blobs at which it is 0.5
+    (a model card may carry its own, see `balanced_midpoint`). Empty or all-NaN heatmaps give 0."""
+    n = presence_blobs(heatmaps, num_joints, sigma)
     if n <= 0.0:
         return 0.0
     return float(1.0 / (1.0 + (midpoint / n) ** steepness))
+
+
+def balanced_midpoint(subject_blobs: np.ndarray, free_blobs: np.ndarray) -> tuple[float, float, float]:
+    """The midpoint (in joint blobs) that tells crops with a subject from subject-free ones best on both sides:
+    the cut maximising the smaller of the two fractions right (subjects above it, subject-free below it; ties: the
+    larger sum), placed
+    at the geometric mean of the two neighbouring values. Returns (midpoint, fraction of subjects above,
+    fraction of subject-free below).
+
+    Why per model: the rule reads what a model trained on these targets draws, but how much foreground a model
+    marks on a hand-free image depends on what it was trained on (the hand model v2, fine-tuned only on crops
+    holding a hand, marks about twice v1's on backgrounds). The midpoint is therefore measured for each model on
+    its *training* data (`bench/presence.py --calibrate`) and stored in its card (`decoding.presence_midpoint`)."""
+    pos = np.sort(np.asarray(subject_blobs, np.float64).ravel())
+    neg = np.sort(np.asarray(free_blobs, np.float64).ravel())
+    if not len(pos) or not len(neg):
+        raise ValueError("a balanced midpoint needs both crops with subjects and subject-free ones")
+    values = np.unique(np.concatenate([pos, neg]))
+    best = ((-1.0, -1.0), 0.0, 0.0, 0.0)
+    for lo, hi in zip(values[:-1], values[1:]):
+        cut = math.sqrt(max(lo, 1e-6) * hi)
+        above = float((pos > cut).mean())
+        below = float((neg < cut).mean())
+        key = (min(above, below), above + below)  # the worse side first, then the total
+        if key > best[0]:
+            best = (key, cut, above, below)
+    if best[0][0] < 0:  # a single distinct value
+        cut = float(values[0])
+        best = (best[0], cut, float((pos > cut).mean()), float((neg < cut).mean()))
+    return best[1], best[2], best[3]

@@ -88,6 +88,53 @@ def test_pose_result_presence_is_the_function_of_its_heatmaps_and_sigma():
     assert blank.presence == 0.0
 
 
+def test_balanced_midpoint_cuts_between_the_two_sides_and_reports_both_fractions():
+    from cpm_core.presence import balanced_midpoint
+
+    hands = np.array([12.0, 14.0, 20.0, 30.0, 5.0])  # one weak hand below the hand-free crops' top
+    free = np.array([0.0, 1.0, 2.0, 6.0, 8.0])
+    cut, above, below = balanced_midpoint(hands, free)
+    assert 8.0 < cut < 12.0  # between the strongest hand-free crop and the weakest clear hand
+    assert above == pytest.approx(0.8) and below == pytest.approx(1.0)
+    cut, above, below = balanced_midpoint(np.array([10.0, 11.0]), np.array([1.0, 2.0]))
+    assert 2.0 < cut < 10.0 and above == below == 1.0
+    with pytest.raises(ValueError):
+        balanced_midpoint(np.array([]), free)
+
+
+def test_a_card_midpoint_moves_where_the_estimator_says_half(tiny_spec):
+    """A model whose card carries its own measured midpoint scores the same heatmaps by it: a hand drawn as the
+    targets draw it is present for the default midpoint and not for a model that marks twice as much on walls."""
+    from cpm_core.estimator import DEFAULT_SIGMA, PoseEstimator
+    from cpm_core.model_card import ModelCard
+    from cpm_core.network import build_cpm
+    from cpm_core.presence import presence_blobs
+
+    hm = _target()
+    n = presence_blobs(hm, 21, DEFAULT_SIGMA)
+    assert n > MIDPOINT_BLOBS
+    default = PoseEstimator(build_cpm(tiny_spec), ModelCard.for_spec(tiny_spec), warm_up=False)
+    strict = PoseEstimator(build_cpm(tiny_spec), ModelCard.for_spec(tiny_spec, decoding={"presence_midpoint": 2 * n}),
+                           warm_up=False)
+    frame = np.zeros((64, 64, 3), np.uint8)
+    assert default.card.presence_midpoint == MIDPOINT_BLOBS
+    a, b = default.predict(frame), strict.predict(frame)
+    assert b.presence_midpoint == pytest.approx(2 * n)
+    a.heatmaps, b.heatmaps = hm, hm
+    assert a.presence > THRESHOLD > b.presence
+    assert b.presence == pytest.approx(presence_score(hm, 21, DEFAULT_SIGMA, 2 * n))
+
+
+@pytest.mark.parametrize("bad", ["6", -1.0, 0, float("nan"), True, 1e9])
+def test_a_hostile_presence_midpoint_in_a_card_is_one_clear_error(tiny_spec, bad):
+    from cpm_core.model_card import ModelCard
+
+    d = ModelCard.for_spec(tiny_spec).to_dict()
+    d["decoding"] = {"presence_midpoint": bad}
+    with pytest.raises(ValueError, match="presence_midpoint"):
+        ModelCard.from_dict(d)
+
+
 # --- cpm infer ------------------------------------------------------------------------------------------------
 
 @pytest.fixture
