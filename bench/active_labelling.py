@@ -51,6 +51,16 @@ Protocol (fixed before the full run; the defaults of this script):
   a step at nice 15 beside a training run (load ~5 on 2 cores), ~20 s of set-up and saving, 9 s to evaluate:
   about 2 min a run, 45 min in all.
 
+Measured with these defaults on 2026-12-01 (Intel Xeon, 2 cores, beside a body distillation run, load 3-9; 48.8 min):
+no strategy is better than the others beyond the seeds' noise. Mean PCK@0.2 over 2 seeds: start model 0.535;
+start subset only 0.632; K=25 suggest 0.642, uniform 0.654, random 0.632; K=50 0.615, 0.640, 0.627; K=100 0.641,
+0.651, 0.624. Two seeds of one set-up differ by up to 0.048 (the start subset alone: 0.654 and 0.609), more than
+any difference between strategies; the val-subject intervals of the paired differences (e.g. suggest - uniform
+at K=50: -0.025, -0.038 to -0.011) leave that training noise out. Suggest did pick what the model was unsure of
+(mean score of its picks 0.52 at K=25, the others' 0.26-0.28), mostly rf_lebanese_handgestures phone photos
+(16 of 25, 74-78 of 100, against about a third for uniform and random). And at 150 steps the K frames hardly
+mattered at all: the start subset alone already gives most of the gain over the start model.
+
 Writes `OUT/results.json` (every run: picks, PCK, per-subject hits; the table; machine; wall time) and
 `OUT/table.md`, and prints the markdown table. Runs whose `result.json` exists are not run again (a killed
 bench resumes). `--smoke`: a tiny version (40 candidates, K=4, one seed, 3 steps, a fifth of val) that checks
