@@ -84,7 +84,7 @@ class ModelStep:
         result = self.follower.predict(frame, crop)
         lost = tracking and not self.tracker.update(result)
         if self.reset_when_absent and result.presence < PRESENCE_THRESHOLD:  # no subject: search afresh next
-            self.follower.reset()
+            self.follower.reset(absent=True)
             if tracking:
                 self.tracker.reset()
                 lost = True

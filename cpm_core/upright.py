@@ -17,6 +17,7 @@ import numpy as np
 from cpm_core.detection.palm import PALM_FAR_SIDE, PALM_MIDDLE, PALM_THUMB_SIDE, PALM_WRIST, PalmDetector
 from cpm_core.orientation import angle_of, model_chirality, model_orientation, pose_angle, thumb_on_right, wrap
 from cpm_core.preprocess import CropBox, CropTransform
+from cpm_core.presence import THRESHOLD as PRESENCE_THRESHOLD
 
 if TYPE_CHECKING:  # annotations only: the follower also drives duck-typed estimators (bench/pipeline.py's teacher)
     from cpm_core.estimator import PoseEstimator, PoseResult
@@ -52,7 +53,7 @@ def palm_hint(palm: PalmDetector, frame: np.ndarray, box: CropBox,
 
 
 def search_upright(estimator: PoseEstimator, frame: np.ndarray, crop: CropBox | None = None, refine: bool = True,
-                   palm: PalmDetector | None = None) -> PoseResult:
+                   palm: PalmDetector | None = None, blind: bool = True) -> PoseResult:
     """Pose of a subject whose angle (and, for a canonical-chirality model, side) is unknown.
 
     With a palm detector that finds the hand, its keypoints give angle and side (as in MediaPipe's pipeline),
@@ -60,7 +61,9 @@ def search_upright(estimator: PoseEstimator, frame: np.ndarray, crop: CropBox | 
     tried at four right angles (and both mirrorings for a canonical model) in one batch and the most
     confident answer wins. Either way one more pass at the angle of the pose found gives the result (an
     upright model is most accurate within a few degrees of upright); its crop carries the angle and
-    mirroring used, which a follower keeps for the next frame."""
+    mirroring used, which a follower keeps for the next frame. `blind=False`: where the palm detector finds
+    nothing, one crop at the given angle instead of the eight-crop search (what a follower does on most frames
+    while nothing is in view)."""
     base = estimator.transform_for(frame, crop).box
     canonical = model_chirality(estimator.card) == "canonical"
     # A given crop is widened a little for the detector (a hand filling it may reach its edges); the whole frame
@@ -71,13 +74,15 @@ def search_upright(estimator: PoseEstimator, frame: np.ndarray, crop: CropBox | 
         if crop is None:
             base = hand
         best = estimator.predict(frame, _turned(base, angle, canonical and mirror))
+    elif not blind:
+        best = estimator.predict(frame, base)
     else:
         boxes = [_turned(base, base.angle + a, m) for a in SEARCH_ANGLES for m in ((False, True) if canonical
                                                                                     else (False,))]
         results = estimator.predict_batch([frame] * len(boxes), boxes, batch_size=len(boxes))
         best = max(results, key=_confidence)
     result = best
-    if refine and best.valid:
+    if refine and best.valid and (hint is not None or blind):
         mirror = best.crop.box.mirror
         refined = estimator.predict(frame, _turned(base, pose_angle(best.keypoints, estimator.card.skeleton), mirror))
         if refined.valid and _confidence(refined) >= 0.5 * _confidence(best):
@@ -130,11 +135,20 @@ class UprightFollower:
         self.margin = float((estimator.card.provenance or {}).get("crop_margin") or 1.6)
         self.searches = 0  # how often angle and side were searched for (a measure of how well it follows)
         self._since_search = 0
+        # While nothing is in view (`reset(absent=True)`), the palm detector still looks at every frame, but the
+        # eight-crop search without it (~5x a frame's model time) runs only every `blind_every` frames: an empty
+        # scene cost the live pipeline a third of its frame rate, and a hand the palm detector misses is still
+        # found within this many frames.
+        self.blind_every = 5
+        self._absent_frames = -1  # frames since the last full search while nothing is in view; -1: not absent
         self._by_palm = False  # whether the last search's angle and side came from the palm detector
 
-    def reset(self) -> None:
+    def reset(self, absent: bool = False) -> None:
+        """Forget the subject's angle and crop. `absent`: because nothing is in view (the next searches run the
+        palm detector but the blind search only every `blind_every` frames); else a new stream or a seek."""
         self.angle = None
         self.box = None
+        self._absent_frames = (self._absent_frames if self._absent_frames >= 0 else 0) if absent else -1
 
     def warm_up(self) -> None:
         """Run every path once on a blank frame (the palm detector, the batched search graph, the single
@@ -156,7 +170,10 @@ class UprightFollower:
         # `recheck_every` frames.
         every = self.recheck_every if self._by_palm or self.palm is None else min(self.recheck_every, 5)
         if self.angle is None or (every and self._since_search >= every):
-            result = search_upright(est, frame, crop, palm=self.palm)
+            blind = self._absent_frames < 0 or self._absent_frames % max(1, self.blind_every) == 0
+            result = search_upright(est, frame, crop, palm=self.palm, blind=blind)
+            if self._absent_frames >= 0:
+                self._absent_frames += 1
             self._by_palm = result.oriented_by == "palm"
             self.searches += 1
             self._since_search = 0
@@ -165,6 +182,8 @@ class UprightFollower:
             result = est.predict(frame, _turned(box, self.angle, self.mirror))
             result.oriented_by = "followed"
             self._since_search += 1
+        if self._absent_frames >= 0 and result.presence >= PRESENCE_THRESHOLD:
+            self._absent_frames = -1  # in view again: searches are whole again when next needed
         if result.valid and _confidence(result) >= self.min_confidence:
             self.angle = pose_angle(result.keypoints, est.card.skeleton)
             self.mirror = result.crop.box.mirror

@@ -117,6 +117,33 @@ def test_follower_searches_once_then_turns_with_the_subject():
     assert follower.searches == 2 and abs(wrap(follower.angle + 150.0)) < 1.0
 
 
+def test_with_nothing_in_view_the_blind_search_runs_only_every_few_frames():
+    """After `reset(absent=True)` (the live pipeline saw no subject) a frame without a palm costs one crop, and the
+    eight-way search runs every `blind_every` frames; a new stream, or a subject in view again, searches whole."""
+    est = AngleSensitiveEstimator(30.0)
+    follower = UprightFollower(est, palm=None)
+    frame = np.zeros((200, 200, 3), np.uint8)
+    crop = CropBox(100.0, 100.0, 120.0)
+    full = len(SEARCH_ANGLES) + 1  # the rotations and the refining pass
+    per_frame = []
+    for _ in range(10):
+        follower.reset(absent=True)
+        before = len(est.calls)
+        follower.predict(frame, crop)
+        per_frame.append(len(est.calls) - before)
+    assert per_frame == [full, 1, 1, 1, 1, full, 1, 1, 1, 1]
+    follower.reset()  # a new stream: whole search at once
+    before = len(est.calls)
+    follower.predict(frame, crop)
+    assert len(est.calls) - before == full
+    follower.reset(absent=True)
+    follower.predict(frame, crop)  # the stand-in's results have no heatmaps: presence 0, still absent
+    follower.reset(absent=True)
+    before = len(est.calls)
+    follower.predict(frame, crop)
+    assert len(est.calls) - before == 1
+
+
 def test_without_a_crop_the_follower_follows_the_hand_with_the_training_margin():
     from cpm_core.upright import pose_box
 
