@@ -80,7 +80,11 @@ class ModelStep:
     def single(self, frame: np.ndarray, crop=None, tracking: bool = False) -> tuple[PoseResult, TrackState]:
         """One subject: with `tracking` the self-tracker chooses the crop (else `crop`, None for the whole frame)."""
         if tracking:
-            crop = self.tracker.next_crop(frame.shape)
+            # Lost, a hand model with a palm detector looks for the hand the way the follower does without a crop:
+            # the palm's own hand box, not the centred square. Else a small hand in a wide view never scores
+            # above the presence threshold there (its crop is mostly background), and the tracker never zooms in.
+            crop = (None if self.tracker.lost and self.follower.upright and self.follower.palm is not None
+                    else self.tracker.next_crop(frame.shape))
         result = self.follower.predict(frame, crop)
         lost = tracking and not self.tracker.update(result)
         if self.reset_when_absent and result.presence < PRESENCE_THRESHOLD:  # no subject: search afresh next

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
+import pytest
 from app_support import IMAGE, SlowEstimator
 
 from cpm_core.live_pipeline import FramePacket, LivePipeline
@@ -175,3 +177,27 @@ def test_the_qthread_adapter_turns_callbacks_into_signals(qtbot, estimator):
     finally:
         worker.stop()
         worker.wait(5000)
+
+
+def test_a_lost_tracker_finds_a_small_off_centre_hand_through_the_palm_detectors_box():
+    """Lost, the tracker used to run the model on the centred square, where a small hand is mostly background and
+    its presence stays under the threshold, so the tracker never zoomed in. Now the palm detector's hand box is
+    the crop: the first frame finds the hand, and the tracker's next crop is around it, not the whole frame."""
+    import cv2
+
+    from cpm_core.estimator import PoseEstimator
+    from cpm_core.live_pipeline import ModelStep
+    from cpm_core.presence import THRESHOLD
+
+    frame = cv2.imread(str(Path(__file__).parent / "fixtures" / "detect" / "hand_off_centre.jpg"))
+    step = ModelStep(PoseEstimator.default())
+    if step.follower.palm is None:
+        pytest.skip("the bundled palm detector cannot run here")
+    result, track = step.single(frame, tracking=True)
+    assert result.oriented_by == "palm" and result.presence > THRESHOLD
+    assert not track.lost and not step.tracker.lost
+    nxt = step.tracker.next_crop(frame.shape)
+    assert nxt.side < 0.6 * min(frame.shape[:2])  # zoomed in on the hand ...
+    assert nxt.cx > frame.shape[1] / 2  # ... which is right of centre
+    result, track = step.single(frame, tracking=True)
+    assert result.oriented_by == "followed" and not track.lost
