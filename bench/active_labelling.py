@@ -76,7 +76,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -312,15 +311,6 @@ def select(strategy: str, candidates: list[int], k: int, seed: int, scores: dict
 
 
 # ------------------------------------------------------------------------------------------------ statistics
-def block_indices(n: int, resamples: int = 2000, block: int | None = None, seed: int = 0) -> np.ndarray:
-    """(resamples, n) indices of a circular block bootstrap over n subjects in dataset order (as
-    `cpm_core.metrics.pck_confidence_interval`: blocks of ceil(n^(1/3)) consecutive subjects)."""
-    block = int(np.ceil(n ** (1 / 3))) if block is None else max(1, min(int(block), n))
-    rng = np.random.default_rng(seed)
-    starts = rng.integers(0, n, size=(resamples, -(-n // block)))
-    return ((starts[:, :, None] + np.arange(block)) % n).reshape(resamples, -1)[:, :n]
-
-
 def seed_mean_pck(hits: np.ndarray, counts: np.ndarray, idx: np.ndarray | None = None) -> np.ndarray:
     """Mean over runs (rows of `hits`, (R, N)) of each run's PCK, on all subjects or on resampled `idx`
     ((B, N) -> (B,))."""
@@ -337,17 +327,6 @@ def interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
 
 
 # ------------------------------------------------------------------------------------------------ the runs
-def machine_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return "unknown CPU"
-
-
 def write_subset(pool: Pool, positions: list[int], path: Path) -> None:
     """The pool file restricted to `positions` (in pool order), image paths made absolute."""
     ids = {pool.frames[i].image_id for i in positions}
@@ -438,7 +417,9 @@ def summarise(runs: list[dict], ks: list[int], seeds: list[int], resamples: int 
     subjects."""
     by = {(r["strategy"], r["k"], r["seed"]): r for r in runs}
     counts = np.asarray(runs[0]["counts"], np.float64)
-    idx = block_indices(len(counts), resamples)
+    from cpm_core.metrics import block_bootstrap_indices
+
+    _, idx = block_bootstrap_indices(len(counts), resamples)
 
     def cell(strategy: str, k: int) -> dict | None:
         rs = [by[(strategy, k, s)] for s in seeds if (strategy, k, s) in by]
@@ -524,7 +505,9 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
-    machine = machine_name()
+    from machine import cpu_name  # bench/machine.py (bench/ is on the path when run as a script)
+
+    machine = cpu_name()
     log(f"machine: {machine}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
     pool = load_pool(args.pool, [args.val])
     start = start_subset(len(pool.frames), start_size)

@@ -7,16 +7,20 @@ import platform
 from pathlib import Path
 
 
-def describe_machine() -> str:
-    """CPU model, cores, load average at start, TensorFlow / OpenCV versions and GPUs, in one line."""
-    cpu = platform.processor() or platform.machine()
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what the platform module knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or platform.machine()
+
+
+def describe_machine() -> str:
+    """CPU model, cores, load average at start, TensorFlow / OpenCV versions and GPUs, in one line."""
+    cpu = cpu_name()
     import cv2
     import tensorflow as tf
 

@@ -39,12 +39,16 @@ DATA = ROOT.parent / "shared" / "data"
 
 
 def _pck(pred: np.ndarray, gt: np.ndarray, labelled: np.ndarray, norm: float) -> float:
-    d = np.linalg.norm(pred[:, :2] - gt, axis=1) / norm
-    return float((d[labelled] <= 0.2).mean())
+    """One subject's PCK@0.2 (`cpm_core.metrics.pck` on a batch of one)."""
+    from cpm_core.metrics import pck
+
+    return pck(pred[None, :, :2], gt[None], labelled[None], np.array([norm]))[1]
 
 
 def _angle_error(a: float, b: float) -> float:
-    return abs((a - b + 180.0) % 360.0 - 180.0)
+    from cpm_core.orientation import wrap
+
+    return abs(wrap(a - b))
 
 
 def measure(model: str, data: str, limit: int | None = None, bonus: float = 0.1) -> list[dict]:

@@ -50,6 +50,17 @@ def pck_curve(pred: np.ndarray, gt: np.ndarray, labelled: np.ndarray, norm: np.n
     return thresholds, values
 
 
+def block_bootstrap_indices(n: int, resamples: int = 2000, block: int | None = None,
+                            seed: int = 0) -> tuple[int, np.ndarray]:
+    """(block length, (resamples, n) indices) of a circular block bootstrap over n subjects in dataset order:
+    runs of `block` consecutive subjects (default ceil(n ** (1/3))), deterministic for a given seed. Shared by
+    `pck_confidence_interval` and benches that resample several runs on the same subjects (paired)."""
+    block = int(np.ceil(n ** (1 / 3))) if block is None else max(1, min(int(block), n))
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, n, size=(resamples, -(-n // block)))
+    return block, ((starts[:, :, None] + np.arange(block)) % n).reshape(resamples, -1)[:, :n]
+
+
 def pck_confidence_interval(pred: np.ndarray, gt: np.ndarray, labelled: np.ndarray, norm: np.ndarray,
                             threshold: float = 0.2, level: float = 0.95, resamples: int = 2000,
                             block: int | None = None, seed: int = 0) -> tuple[float, float, int]:
@@ -67,10 +78,7 @@ def pck_confidence_interval(pred: np.ndarray, gt: np.ndarray, labelled: np.ndarr
     n = len(counts)
     if n == 0 or counts.sum() == 0:
         return float("nan"), float("nan"), 0
-    block = int(np.ceil(n ** (1 / 3))) if block is None else max(1, min(int(block), n))
-    rng = np.random.default_rng(seed)
-    starts = rng.integers(0, n, size=(resamples, -(-n // block)))
-    idx = ((starts[:, :, None] + np.arange(block)) % n).reshape(resamples, -1)[:, :n]
+    block, idx = block_bootstrap_indices(n, resamples, block, seed)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = hits[idx].sum(axis=1) / counts[idx].sum(axis=1)
     means = means[np.isfinite(means)]

@@ -112,9 +112,8 @@ def presence_score(heatmaps: np.ndarray, num_joints: int, sigma: float = 2.0, mi
 def balanced_midpoint(subject_blobs: np.ndarray, free_blobs: np.ndarray) -> tuple[float, float, float]:
     """The midpoint (in joint blobs) that tells crops with a subject from subject-free ones best on both sides:
     the cut maximising the smaller of the two fractions right (subjects above it, subject-free below it; ties: the
-    larger sum), placed
-    at the geometric mean of the two neighbouring values. Returns (midpoint, fraction of subjects above,
-    fraction of subject-free below).
+    larger sum), placed at the geometric mean of the two neighbouring values. Returns (midpoint, fraction of
+    subjects above, fraction of subject-free below).
 
     Why per model: the rule reads what a model trained on these targets draws, but how much foreground a model
     marks on a hand-free image depends on what it was trained on (the hand model v2, fine-tuned only on crops

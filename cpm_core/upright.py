@@ -74,7 +74,7 @@ def search_upright(estimator: PoseEstimator, frame: np.ndarray, crop: CropBox | 
         if crop is None:
             base = hand
         best = estimator.predict(frame, _turned(base, angle, canonical and mirror))
-    elif not blind:
+    elif not blind:  # one look at the crop as it is: no angle was searched, so none to refine
         best = estimator.predict(frame, base)
     else:
         boxes = [_turned(base, base.angle + a, m) for a in SEARCH_ANGLES for m in ((False, True) if canonical
@@ -82,7 +82,7 @@ def search_upright(estimator: PoseEstimator, frame: np.ndarray, crop: CropBox | 
         results = estimator.predict_batch([frame] * len(boxes), boxes, batch_size=len(boxes))
         best = max(results, key=_confidence)
     result = best
-    if refine and best.valid and (hint is not None or blind):
+    if refine and best.valid and (hint is not None or blind):  # an angle was found: look again along it
         mirror = best.crop.box.mirror
         refined = estimator.predict(frame, _turned(base, pose_angle(best.keypoints, estimator.card.skeleton), mirror))
         if refined.valid and _confidence(refined) >= 0.5 * _confidence(best):
@@ -148,7 +148,7 @@ class UprightFollower:
         palm detector but the blind search only every `blind_every` frames); else a new stream or a seek."""
         self.angle = None
         self.box = None
-        self._absent_frames = (self._absent_frames if self._absent_frames >= 0 else 0) if absent else -1
+        self._absent_frames = max(self._absent_frames, 0) if absent else -1
 
     def warm_up(self) -> None:
         """Run every path once on a blank frame (the palm detector, the batched search graph, the single
