@@ -26,6 +26,7 @@ from cpm_core.runtimes import (
     TensorFlowRuntime,
     choose_runtime,
     make_runtime,
+    packaged_int8,
     runtime_available,
 )
 
@@ -66,7 +67,8 @@ class PoseEstimator:
     """Runs one CPM on frames. Not thread-safe: give each thread its own estimator or serialise calls."""
 
     def __init__(self, model: keras.Model, card: ModelCard, warm_up: bool = True, precision: str = "auto",
-                 runtime: str | Runtime = "auto", calibration: np.ndarray | None = None):
+                 runtime: str | Runtime = "auto", calibration: np.ndarray | None = None,
+                 packaged: dict[str, bytes] | None = None):
         """`precision`: 'float32', 'bfloat16', or 'auto' (bfloat16 where the CPU has AMX tiles; heatmaps then
         differ from float32 by about 1% of their range, far below what moves a peak).
 
@@ -76,7 +78,13 @@ class PoseEstimator:
         bench/runtimes.py (`cpm_core.runtimes.choose_runtime`: TensorFlow, in bfloat16 on AMX CPUs, for plain
         convolutions; ONNX Runtime for depthwise ones). An explicit precision asks for TensorFlow's own
         numbers at that precision (evaluation, training, the card's PCK), so 'auto' then keeps TensorFlow. A
-        runtime whose package is missing falls back to TensorFlow silently."""
+        runtime whose package is missing falls back to TensorFlow silently.
+
+        `packaged`: runtime files that came checked with the model (`from_path` reads them from the model folder,
+        `cpm_core.packaged_runtimes`): with `runtime='auto'` and `precision='auto'`, or `runtime='tflite-int8'`
+        without calibration crops, a packaged int8 graph is used, having been checked for PCK when it was made
+        (`cpm quantise`); it is the fastest runtime for plain convolutions (bench/runtimes.py)."""
+        packaged = packaged or {}
         explicit = precision != "auto"
         if precision == "auto":
             precision = "bfloat16" if cpu_has_fast_bfloat16() else "float32"
@@ -85,6 +93,10 @@ class PoseEstimator:
         self._keras = model
         if not isinstance(runtime, str):
             self.runtime = runtime
+        elif "tflite-int8" in packaged and calibration is None and (
+                runtime == "tflite-int8" or (runtime == "auto" and not explicit)) and (
+                (int8 := packaged_int8(packaged["tflite-int8"], card)) is not None):
+            self.runtime = int8
         elif runtime == "auto":
             self.runtime = (TensorFlowRuntime(model, card, precision) if explicit
                             else choose_runtime(model, card, precision))
@@ -107,9 +119,15 @@ class PoseEstimator:
 
     @classmethod
     def from_path(cls, path: str | Path, **kwargs) -> PoseEstimator:
+        """The model at `path`, with the runtime files packed in its folder (`cpm_core.packaged_runtimes`)."""
+        from cpm_core.packaged_runtimes import read_packaged
         from cpm_core.weights import load_model
+        from cpm_core.weights.own_format import WEIGHTS_FILE
 
         model, card = load_model(path)
+        if card.packaged_runtimes and "packaged" not in kwargs:
+            folder = Path(path) if Path(path).is_dir() else Path(path).parent
+            kwargs["packaged"] = read_packaged(folder, card, WEIGHTS_FILE)
         return cls(model, card, **kwargs)
 
     @classmethod

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cpm_core.packaged_runtimes import validate_packaged
 from cpm_core.preprocess import Normalisation
 from cpm_core.presence import MIDPOINT_BLOBS
 from cpm_core.skeleton import Skeleton, generic_skeleton
@@ -33,6 +34,9 @@ class ModelCard:
     # with the training targets' sigma, see cpm_core.heatmaps.decode_predictions); absent or "peak" for the
     # port's weights, which keep the plain peak that their published results were measured with.
     decoding: dict = field(default_factory=dict)
+    # Runtime files checked and packed beside the weights (`cpm_core.packaged_runtimes`): {"tflite-int8": {"file",
+    # "sha256", "weights_sha256", "check": {...}}}; used at load only while both hashes match.
+    packaged_runtimes: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.skeleton.num_joints != self.spec.num_joints:
@@ -50,6 +54,8 @@ class ModelCard:
             if isinstance(m, bool) or not isinstance(m, int | float) or not math.isfinite(m) or not 0 < m < 1e4:
                 raise ValueError(f"model card: decoding.presence_midpoint must be a positive number of joint "
                                  f"blobs, got {m!r:.60}")
+        if self.packaged_runtimes:
+            validate_packaged(self.packaged_runtimes)
 
     @property
     def blur_sigma(self) -> float:
@@ -84,6 +90,7 @@ class ModelCard:
             "provenance": self.provenance,
             "metrics": self.metrics,
             **({"decoding": self.decoding} if self.decoding else {}),
+            **({"packaged_runtimes": self.packaged_runtimes} if self.packaged_runtimes else {}),
         }
 
     @classmethod
@@ -105,7 +112,7 @@ class ModelCard:
         for key in ("spec", "skeleton"):
             if key not in d:
                 raise ValueError(f"model card: no {key!r} section")
-        for key in ("spec", "skeleton", "normalisation", "provenance", "metrics", "decoding"):
+        for key in ("spec", "skeleton", "normalisation", "provenance", "metrics", "decoding", "packaged_runtimes"):
             if d.get(key) is not None and not isinstance(d[key], dict):
                 raise ValueError(f"model card: {key!r} must be an object, got {type(d[key]).__name__}")
         for key in ("name", "description"):
@@ -131,6 +138,7 @@ class ModelCard:
                 provenance=dict(d.get("provenance") or {}),
                 metrics=dict(d.get("metrics") or {}),
                 decoding=dict(d.get("decoding") or {}),
+                packaged_runtimes=dict(d.get("packaged_runtimes") or {}),
             )
         except (TypeError, OverflowError) as exc:
             raise ValueError(f"model card: {exc}") from None

@@ -250,6 +250,28 @@ class OnnxRuntime:
         return self._session.run(None, {self._input: np.ascontiguousarray(images, dtype=np.uint8)})[0]
 
 
+def packaged_int8(content: bytes, card, threads: int | None = None) -> TFLiteRuntime | None:
+    """A packaged int8 graph (`cpm_core.packaged_runtimes`) as a runtime, or None with one warning if it cannot
+    serve this card: no interpreter here, a flatbuffer the interpreter refuses, or heatmaps of the wrong shape
+    or not finite on a test crop. Its accuracy was checked when it was made; here only that it runs."""
+    if not runtime_available("tflite-int8"):
+        return None
+    s, st = card.spec.input_size, card.spec.stride
+    want = (1, card.spec.stages, s // st, s // st, card.spec.num_joints + 1)
+    try:
+        runtime = TFLiteRuntime(content, "int8", threads)
+        out = runtime.run(parity_crops(card))
+    except Exception as exc:  # noqa: BLE001 - any refusal by the interpreter means: run the float model
+        warnings.warn(f"packaged int8 graph unusable ({exc.__class__.__name__}: {str(exc)[:200]}); running the "
+                      "float model", RuntimeWarning, stacklevel=3)
+        return None
+    if tuple(out.shape) != want or not np.isfinite(out).all():
+        warnings.warn(f"packaged int8 graph gives heatmaps of shape {tuple(out.shape)} (expected {want}) or "
+                      "non-finite values; running the float model", RuntimeWarning, stacklevel=3)
+        return None
+    return runtime
+
+
 def runtime_available(name: str) -> bool:
     """Whether the packages a runtime needs import here (TensorFlow always does)."""
     try:

@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "training.distill",
     "training.export",
     "training.evaluate",
+    "training.quantise",
 ]
 
 

@@ -147,7 +147,9 @@ def write_outputs(result: dict, out: Path) -> list[Path]:
 
 def evaluate(model_path: str | Path, dataset_path: str | Path, margin: float | None = None,
              min_joints: int | None = None, precision: str = "float32", batch: int = 16, log=None,
-             orientation: str = "auto", angle_offset: float = 0.0) -> dict:
+             orientation: str = "auto", angle_offset: float = 0.0, runtime: str = "tensorflow") -> dict:
+    """PCK of a model on a labelled set. `runtime`: 'tensorflow' (at `precision`) or 'packaged' (the checked
+    int8 graph packed in the model folder, `cpm quantise`: what the app runs when it is there)."""
     from cpm_core.dataset.formats import read_dataset
     from cpm_core.estimator import PoseEstimator
     from cpm_core.orientation import model_chirality, model_orientation
@@ -163,7 +165,22 @@ def evaluate(model_path: str | Path, dataset_path: str | Path, margin: float | N
     if ds.skeleton.num_joints != card.spec.num_joints:
         raise ValueError(f"the model predicts {card.spec.num_joints} joints, the dataset has "
                          f"{ds.skeleton.num_joints}")
-    estimator = PoseEstimator(model, card, warm_up=False, precision=precision)
+    if runtime == "packaged":
+        from cpm_core.packaged_runtimes import read_packaged
+        from cpm_core.runtimes import packaged_int8
+        from cpm_core.weights.own_format import WEIGHTS_FILE
+
+        folder = Path(model_path) if Path(model_path).is_dir() else Path(model_path).parent
+        files = read_packaged(folder, card, WEIGHTS_FILE)
+        int8 = packaged_int8(files["tflite-int8"], card) if "tflite-int8" in files else None
+        if int8 is None:
+            raise ValueError(f"{model_path}: no usable packaged int8 graph (make one with `cpm quantise`)")
+        estimator = PoseEstimator(model, card, warm_up=False, runtime=int8)
+        precision = "int8"
+    elif runtime == "tensorflow":
+        estimator = PoseEstimator(model, card, warm_up=False, precision=precision)
+    else:
+        raise ValueError(f"runtime must be tensorflow or packaged, got {runtime!r}")
     if orientation == "auto":
         orientation = "none" if model_orientation(card) != "upright" else (
             "palm" if model_chirality(card) == "canonical" else "search")
@@ -275,6 +292,9 @@ def register(subparsers) -> None:
     p.add_argument("--min-joints", type=int, default=None,
                    help="skip subjects with fewer labelled joints (default: the card's training recipe, else 1)")
     p.add_argument("--precision", choices=("float32", "bfloat16", "auto"), default="float32")
+    p.add_argument("--runtime", choices=("tensorflow", "packaged"), default="tensorflow",
+                   help="tensorflow (at --precision), or packaged: the int8 graph `cpm quantise` packed into the "
+                        "model folder, which the app runs when it is there")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--orientation", choices=("auto", "palm", "search", "label", "none"), default="auto",
                    help="crop angle and side: auto (palm for canonical-chirality models, search for other "
@@ -294,7 +314,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = evaluate(args.model, args.dataset, args.margin, args.min_joints, args.precision, args.batch,
                           log=lambda m: print(m, file=sys.stderr), orientation=args.orientation,
-                          angle_offset=args.angle_offset)
+                          angle_offset=args.angle_offset, runtime=args.runtime)
     except Exception as exc:
         print(f"cpm eval: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return 1

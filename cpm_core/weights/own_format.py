@@ -6,6 +6,7 @@ written under a temporary name and swapped in, so a crash never leaves a card wi
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -16,6 +17,7 @@ import numpy as np
 
 from cpm_core.model_card import ModelCard
 from cpm_core.network import build_cpm
+from cpm_core.packaged_runtimes import PACKAGED_FILES
 from cpm_core.weights.errors import WeightsError
 
 CARD_FILE = "card.json"
@@ -23,7 +25,7 @@ WEIGHTS_FILE = "weights.weights.h5"
 
 
 # What a folder of ours holds: a model folder, or a `cpm export --format savedmodel` folder (with our card).
-OWN_ENTRIES = frozenset({CARD_FILE, WEIGHTS_FILE})
+OWN_ENTRIES = frozenset({CARD_FILE, WEIGHTS_FILE, *PACKAGED_FILES.values()})
 SAVEDMODEL_ENTRIES = frozenset({CARD_FILE, "saved_model.pb", "fingerprint.pb", "variables", "assets"})
 
 
@@ -76,10 +78,13 @@ def save_model(model: keras.Model, card: ModelCard, path: str | Path, force: boo
     """Write `model` and `card` to the folder `path`, atomically (a temporary sibling renamed into place).
 
     An existing folder is replaced only if it is empty or a model folder of ours (`check_output_folder`), or
-    with `force`; otherwise `OutputFolderError` and nothing is written.
+    with `force`; otherwise `OutputFolderError` and nothing is written. The card's packaged runtimes (a checked
+    int8 file, `cpm_core.packaged_runtimes`) are dropped: they were made from other weights.
     """
     path = Path(path)
     check_output_folder(path, OWN_ENTRIES, force)
+    if card.packaged_runtimes:  # they were made from the weights this card came with, not these: not carried over
+        card = dataclasses.replace(card, packaged_runtimes={})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
