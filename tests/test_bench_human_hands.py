@@ -1,6 +1,9 @@
-"""bench/human_hands.py's converters on the real human-labelled files (tests/fixtures/human_hands, copied from
-mmpose's test data): COCO-WholeBody hands and InterHand2.6M's 3D joints projected to 2D, both in our 21-joint
-hand order, written as COCO and read back by the project's reader."""
+"""bench/human_hands.py's converters on the real human-labelled files (from mmpose's test data): COCO-WholeBody
+hands (a slimmed copy in tests/fixtures/human_hands) and InterHand2.6M's 3D joints projected to 2D, both in our
+21-joint hand order, written as COCO and read back by the project's reader.
+
+InterHand2.6M's labels and images are CC BY-NC 4.0, so they are not copied into this repository: its tests read
+../shared/data/labelled/interhand and skip where that is absent (CI)."""
 
 from __future__ import annotations
 
@@ -16,8 +19,9 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "human_hands"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
-if not (FIXTURE / "interhand" / "test_interhand2.6m_data.json").is_file():  # pragma: no cover
-    pytest.skip("tests/fixtures/human_hands is missing", allow_module_level=True)
+INTERHAND = SHARED / "labelled" / "interhand"
+needs_interhand = pytest.mark.skipif(not (INTERHAND / "test_interhand2.6m_data.json").is_file(),
+                                     reason="../shared/data/labelled/interhand is not here (CC BY-NC: not copied)")
 
 
 def _bench():
@@ -45,12 +49,13 @@ def test_interhand_order_maps_tip_to_base_wrist_last_onto_ours() -> None:
     assert order[17:21] == [19, 18, 17, 16]  # little1 .. little4
 
 
+@needs_interhand
 def test_interhand_order_gives_anatomical_bone_lengths_in_3d() -> None:
     """Whatever the pose, a finger's first bone (base to middle joint) is longer than its last (to the tip), and
     the palm (wrist to a finger's base) longer than both: a reversed finger or a wrong hand block would break it."""
     hh = _bench()
-    data = json.loads((FIXTURE / "interhand" / "test_interhand2.6m_data.json").read_text())
-    joints = json.loads((FIXTURE / "interhand" / "test_interhand2.6m_joint_3d.json").read_text())
+    data = json.loads((INTERHAND / "test_interhand2.6m_data.json").read_text())
+    joints = json.loads((INTERHAND / "test_interhand2.6m_joint_3d.json").read_text())
     checked = 0
     for img, ann in zip(data["images"], data["annotations"]):
         world = np.asarray(joints[str(img["capture"])][str(img["frame_idx"])]["world_coord"])
@@ -69,17 +74,18 @@ def test_interhand_order_gives_anatomical_bone_lengths_in_3d() -> None:
     assert checked == 6
 
 
+@needs_interhand
 def test_interhand_projection_lands_in_the_image_and_rebuilds_the_datasets_box() -> None:
     """InterHand2.6M's annotation box is its labelled 2D joints' extent (both hands) grown 1.2 times about its
     centre: the projected joints must give that box back to a pixel, and lie inside the image."""
     hh = _bench()
-    doc = hh.interhand_hands(FIXTURE / "interhand")
+    doc = hh.interhand_hands(INTERHAND)
     assert len(doc["annotations"]) == 6
     assert sorted(a["handedness"] for a in doc["annotations"]) == ["Left"] * 3 + ["Right"] * 3
     for a in doc["annotations"]:  # right hand = joints 0-20, left = 21-41: a one-hand image's hand_type says which
         if a["hand_type"] in ("left", "right"):
             assert a["handedness"] == a["hand_type"].capitalize()
-    raw = json.loads((FIXTURE / "interhand" / "test_interhand2.6m_data.json").read_text())
+    raw = json.loads((INTERHAND / "test_interhand2.6m_data.json").read_text())
     boxes = {a["image_id"]: a["bbox"] for a in raw["annotations"]}
     by_image: dict[int, list[np.ndarray]] = {}
     for img, kp in _hands(doc):
@@ -96,10 +102,11 @@ def test_interhand_projection_lands_in_the_image_and_rebuilds_the_datasets_box()
         np.testing.assert_allclose([centre[0] - size[0] / 2, centre[1] - size[1] / 2, *size], [x, y, w, h], atol=1.0)
 
 
+@needs_interhand
 def test_interhand_wrist_and_middle_tip_where_the_drawing_shows_them() -> None:
     """image29590 (one left hand, fingers to the left, forearm to the right): pinned from the check drawing
     (`draw_checks`), where the wrist sits where the forearm meets the hand and the middle tip on the fingertip."""
-    doc = _bench().interhand_hands(FIXTURE / "interhand")
+    doc = _bench().interhand_hands(INTERHAND)
     (kp,) = [kp for img, kp in _hands(doc) if img["file_name"].endswith("image29590.jpg")]
     np.testing.assert_allclose(kp[0, :2], [200.3, 200.6], atol=2.0)
     np.testing.assert_allclose(kp[12, :2], [52.0, 149.3], atol=2.0)
@@ -126,11 +133,16 @@ def test_wholebody_hands_keep_order_side_and_box() -> None:
         assert x <= bx + bw / 2 <= x + w and y <= by + bh / 2 <= y + h  # the extent's centre inside their box
 
 
+@needs_interhand
 def test_written_sets_read_back_with_21_joints(tmp_path: Path) -> None:
     from cpm_core.dataset.formats import read_dataset
     from cpm_core.skeleton import HAND_21
 
-    paths = _bench().write_sets(tmp_path, FIXTURE)
+    labelled = tmp_path / "labelled"
+    labelled.mkdir()
+    (labelled / "coco_body").symlink_to(FIXTURE / "coco_body")
+    (labelled / "interhand").symlink_to(INTERHAND)
+    paths = _bench().write_sets(tmp_path / "out", labelled)
     counts = {}
     for name, path in paths.items():
         ds = read_dataset(path)
@@ -144,7 +156,7 @@ def test_written_sets_read_back_with_21_joints(tmp_path: Path) -> None:
                 assert inst.extras["handedness"] in ("Left", "Right")
     assert counts == {"coco_wholebody": 10, "interhand": 6, "both": 16}
     interhand = read_dataset(paths["interhand"])
-    assert all(interhand.image_path(s).is_file() for s in interhand.samples)  # the fixture's images are there
+    assert all(interhand.image_path(s).is_file() for s in interhand.samples)  # the images are found
 
 
 def test_category_is_hand_pseudos() -> None:
