@@ -153,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calibrate", action="store_true",
                    help="measure the model's presence midpoint on training data only (no rows are run)")
     p.add_argument("--write-card", action="store_true", help="with --calibrate: store it in the model's card")
+    p.add_argument("--runtime", choices=("float32", "app"), default="float32",
+                   help="float32: TensorFlow float32 (the calibration's reference); app: what the app runs (the "
+                        "packaged int8 graph when the model folder has one, else TensorFlow at auto precision)")
     args = p.parse_args(argv)
 
     from cpm_core.estimator import PoseEstimator
@@ -161,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     from cpm_core.weights import default_model_path
 
     model = args.model or str(default_model_path("hand"))
-    est = PoseEstimator.from_path(model, precision="float32")
+    est = PoseEstimator.from_path(model, **({"precision": "float32"} if args.runtime == "float32" else {}))
+    print(f"runtime: {est.runtime.name} ({est.precision})")
     palm = default_palm_detector()
     follower = UprightFollower(est, palm=palm)
     if args.calibrate:

@@ -81,6 +81,24 @@ def _runtimes(model, card, calibration: np.ndarray | None, log) -> list:
     return out
 
 
+def _packaged(target: str, card, log):
+    """The int8 graph packed in a model folder (`cpm quantise`), as a row, when there is one and it is usable:
+    the file the app runs, beside the bench's own int8 conversion."""
+    from cpm_core.packaged_runtimes import read_packaged
+    from cpm_core.runtimes import packaged_int8
+    from cpm_core.weights.own_format import WEIGHTS_FILE
+
+    if not card.packaged_runtimes or not Path(target).is_dir():
+        return None
+    t = time.perf_counter()
+    files = read_packaged(Path(target), card, WEIGHTS_FILE)
+    rt = packaged_int8(files["tflite-int8"], card) if "tflite-int8" in files else None
+    if rt is None:
+        log("  packaged int8: not usable, skipped")
+        return None
+    return ("tflite-int8 (packed)", "int8", rt, time.perf_counter() - t)
+
+
 def _time(runtimes: list, x: np.ndarray, seconds: float, calls: int = 5) -> list[list[float]]:
     """Per-call seconds of every runtime, taking turns in rounds of `calls` calls until `seconds` have passed."""
     for _, _, rt, _ in runtimes:
@@ -140,6 +158,9 @@ def runtime_table(presets: list[str] | tuple[str, ...] = (), models: list[str] |
             crops = calibration_crops(card, calib_path, 128 + 8, seed=0)
             calibration, held_out = crops[:128], crops[128:]
         runtimes = _runtimes(model, card, calibration, log)
+        packed = _packaged(target, card, log)
+        if packed is not None:
+            runtimes.append(packed)
         s = card.spec.input_size
         x = np.random.default_rng(0).integers(0, 256, (1, s, s, 3), dtype=np.uint8)
         check = held_out if held_out is not None and len(held_out) else np.random.default_rng(1).integers(

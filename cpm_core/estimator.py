@@ -117,6 +117,19 @@ class PoseEstimator:
         saving and the app's model handling use, whichever runtime runs it."""
         return self.runtime.model if isinstance(self.runtime, TensorFlowRuntime) else self._keras
 
+    @property
+    def runtime_description(self) -> str:
+        """Which runtime computes the heatmaps, in words for the model panel and `cpm infer`: a user comparing
+        speeds or numbers needs to know it is the packed int8 graph and how it was checked."""
+        names = {"tensorflow": "TensorFlow", "tflite": "TFLite", "tflite-int8": "TFLite (XNNPACK)",
+                 "onnxruntime": "ONNX Runtime"}
+        text = f"{names.get(self.runtime.name, self.runtime.name)} {self.precision}"
+        check = ((self.card.packaged_runtimes or {}).get("tflite-int8") or {}).get("check") or {}
+        if self.runtime.name == "tflite-int8" and check:
+            text += (f", packed with the model and checked by `cpm quantise`: PCK@0.2 {check.get('pck@0.2_int8')} "
+                     f"against float32's {check.get('pck@0.2_float32')} on {check.get('dataset')}")
+        return text
+
     @classmethod
     def from_path(cls, path: str | Path, **kwargs) -> PoseEstimator:
         """The model at `path`, with the runtime files packed in its folder (`cpm_core.packaged_runtimes`)."""

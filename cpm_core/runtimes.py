@@ -27,7 +27,10 @@ AMX far faster); models with depthwise convolutions go to ONNX Runtime (oneDNN's
 even in bfloat16; XNNPACK was slower still on those graphs). TFLite never won at float32 and is no fallback.
 int8 won for the plain models (within 1 PCK point on hand_more/val for the hand model: +0.08 pt on 58 subjects,
 -0.54 pt on 114) but needs a calibration set the estimator does not have at load time, and PCK must be checked
-per model: it is `cpm export --format tflite --int8` or `runtime="tflite-int8"` with crops, never automatic.
+per model. So it is made and checked once, when the model is made: `cpm quantise` packs a checked int8 graph into
+the model folder (`cpm_core.packaged_runtimes`), and `PoseEstimator.from_path` runs it by default
+(`packaged_int8`); the embedded default models carry one. Without a packed graph int8 stays explicit
+(`cpm export --format tflite --int8`, or `runtime="tflite-int8"` with crops).
 """
 
 from __future__ import annotations

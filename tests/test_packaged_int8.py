@@ -58,6 +58,7 @@ def test_packed_model_runs_int8_by_default_and_float_when_asked(packed):
     assert entry["check"]["subjects"] == 4 and 0 <= entry["check"]["pck@0.2_int8"] <= 1
     est = PoseEstimator.from_path(packed)
     assert est.runtime.name == "tflite-int8"
+    assert "packed with the model and checked by `cpm quantise`" in est.runtime_description
     frame = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
     res = est.predict(frame)
     assert res.heatmaps.shape == (2, 16, 16, 22) and res.valid

@@ -77,7 +77,7 @@ class ModelLoader(QObject):
     def show_model(self, estimator: PoseEstimator) -> None:
         """Show `estimator`'s card and badge and set the settings that suit it."""
         card = estimator.card
-        self.card_label.setText(card.summary())
+        self.card_label.setText(f"{card.summary()}\nruns on: {estimator.runtime_description}")
         self.card_warning.setVisible(not card.trained)
         self.card_warning.setText("UNTRAINED MODEL: random weights, the poses shown are meaningless until a "
                                   "trained model is loaded (Model menu)")
