@@ -16,6 +16,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 # Modules that add subcommands; a module that is not importable (optional part missing) is skipped.
 COMMAND_MODULES = [
@@ -131,7 +132,40 @@ def quiet_native_start(verbose: bool = False) -> None:
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)  # its INFO/WARNING lines when a model is first converted
 
 
+def leave_process(code: int) -> NoReturn:
+    """End the `cpm` process now with exit status `code`: stdout and stderr are flushed, then `os._exit`, so
+    nothing of the interpreter's teardown (object destructors, native threads, atexit) runs any more.
+
+    Why: a `cpm train` process that had written its last event (`done`, or `error` from the final metrics)
+    did not end; the app and scripts wait for the process to end. Its main thread was in TensorFlow's
+    `RootDataset::Iterator::~Iterator`, freeing the training batches' iterator as `run_loop` returned (or as
+    the `error` handler dropped the traceback that held it): that destructor cancels the tf.data autotuning
+    thread (`Model::OptimizeLoop`) and joins it, but the thread's wake-up is lost (TensorFlow's cancellation
+    callback notifies it before `IsCancelled()` is true), so it sleeps until its next optimisation; the period
+    doubles up to 60 s during a run. Measured: up to 48 s after `done` (hand_long.toml, 20 steps), 8-11 s on the
+    tiny fixture; gdb: main thread in ~Iterator joining the thread in `Model::OptimizeLoop`, both asleep; no
+    Python thread left but the daemon stdin watcher.
+    Freeing the iterator earlier only moves that wait (it blocks whichever thread frees it), and turning the
+    autotuning off would retune every run's input pipeline; a process whose last event is out has nothing left
+    worth a teardown (its files are closed: checkpoints, metrics.csv and the model are written before the
+    event), so it leaves at once.
+
+    Only the `cpm` process itself does this: `main()` hands it to the protocol commands (`args.leave`) when
+    it reads `sys.argv` (the console script, `python -m training.cli`); `main([...])` called in-process (tests)
+    returns as any function does."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can be said on it
+            pass
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The `cpm` command. With `argv` None it is the process's entry point (the console script, `python -m
+    training.cli`): it reads `sys.argv`, and `cpm train`/`cpm distill` end the process with `leave_process`
+    as soon as their last event is written. With `argv` given (a caller in the same process) it only returns."""
+    process = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = verbose_requested(argv)
     if verbose:  # accepted anywhere, so no subcommand has to declare it
@@ -143,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    args.leave = leave_process if process else None  # read by the protocol commands' event writers
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

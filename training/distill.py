@@ -32,7 +32,7 @@ import numpy as np
 
 from training.config import RunConfig
 from training.events import DoneEvent, ErrorEvent, EvalEvent, Event, EventWriter
-from training.train import add_common, prepare_config
+from training.train import LeaveAfterLastEvent, add_common, prepare_config
 
 
 def register(subparsers) -> None:
@@ -197,7 +197,8 @@ def make_cpm_loss(teacher, stage_map: list[int], grid: int, alpha: float):
 
 
 def run(args: argparse.Namespace) -> int:
-    events: EventWriter = EventWriter()
+    leave = getattr(args, "leave", None)  # the `cpm` process ends right after its last event (training.cli)
+    events: EventWriter = LeaveAfterLastEvent(EventWriter(), leave)
     try:
         cfg = prepare_config(args)
         if not cfg.distill.teacher:
@@ -232,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             extra["confidence"] = cfg.distill.confidence
         log(f"teacher {teacher.kind}: {summary}")
-        events = DistillEvents(summary)
+        events = LeaveAfterLastEvent(DistillEvents(summary), leave)
         pipeline = make_pipeline(cache, spec.input_size, spec.stride, cfg.train.batch, cfg.augment,
                                  cfg.data.cache_scale, cfg.train.sigma, seed=cfg.train.seed)
         run_loop(cfg, spec, skeleton, pipeline, val, events, stop, args.resume, "distill", loss_fn=loss_fn,

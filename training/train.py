@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from training.config import RunConfig, load_config
-from training.events import ErrorEvent, EventWriter
+from training.events import DoneEvent, ErrorEvent, Event, EventWriter
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
@@ -20,6 +21,28 @@ def add_common(p: argparse.ArgumentParser) -> None:
                    help="override a setting, e.g. --set train.steps=200 (repeatable)")
     p.add_argument("--output", default=None, help="output folder (overrides the config's)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the output folder")
+
+
+class LeaveAfterLastEvent(EventWriter):
+    """A run's event writer (`inner`) that ends the process with `leave(code)` right after the run's last event:
+    `done` (code 0) or `error` (code 1), the exit codes docs/protocol.md gives. `leave` is `args.leave`, which
+    the `cpm` process sets to `training.cli.leave_process` (see there why); None (main() called in-process)
+    writes through unchanged.
+
+    It acts inside `write` because the wait it avoids starts as soon as `run_loop` returns, or as the `error`
+    handler lets go of the traceback: both before any code after the event could end the process."""
+
+    def __init__(self, inner: EventWriter, leave: Callable[[int], None] | None):
+        super().__init__(inner.stream)
+        self.inner = inner
+        self.leave = leave
+
+    def write(self, event: Event) -> Event:
+        stamped = self.inner.write(event)
+        if self.leave is not None and isinstance(stamped, (DoneEvent, ErrorEvent)):
+            sys.stderr.flush()
+            self.leave(0 if isinstance(stamped, DoneEvent) else 1)
+        return stamped
 
 
 def register(subparsers) -> None:
@@ -132,7 +155,7 @@ def clear_errors() -> tuple[type[BaseException], ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    events = EventWriter()
+    events = LeaveAfterLastEvent(EventWriter(), getattr(args, "leave", None))
     try:
         if args.config and not Path(args.config).is_file():  # a mistyped recipe: one line, no traceback
             message = f"config not found: {args.config}"
