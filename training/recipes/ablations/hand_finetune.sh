@@ -8,6 +8,8 @@
 # and defocus blur, JPEG, noise, low resolution), colour (hue, channel gains, brightness, contrast, saturation),
 # geometry (rotation, scale and translation jitter).
 # Time: ~0.45 s/step in bfloat16 on a 2-core AMX Xeon (~8 min a run); ~4 s/step in float32 on 2 AVX2 cores.
+# Result (2026-12-01, 2-core AMX Xeon, bfloat16): all_on 0.718, all_on_seed1 0.713, no_copy_paste 0.690, no_camera
+# 0.730, no_occluders 0.735, no_colour 0.717, no_geometry 0.720.
 # Run from the project's root:   bash training/recipes/ablations/hand_finetune.sh [OUT_DIR] [ARM ...]
 set -euo pipefail
 out="$(realpath -m "${1:-runs/ablations_ft}")"; shift || true
