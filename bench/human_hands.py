@@ -50,6 +50,11 @@ found) gets 16 of 21 joints nearer the right hand's (PCK 0.000, labels' angle an
 (image44669) the palm found in the right hand's crop is the left hand's, 17 joints land on the left hand, and the
 PCK (0.571) stays up only because the two hands overlap. The label - palm gap (+0.009) is small because on these
 hands the labels' angle and side do not help much either: neither is what is lost here.
+
+`--teacher` (on by default where ../shared has it) adds MediaPipe's landmark model in the same pipeline. Measured
+(session 11, the CPM on its packed int8 graph): both sets, palm 0.533 (0.30-0.78) for the teacher against 0.390
+(0.27-0.54); InterHand 0.937 against 0.587; COCO-WholeBody 0.290 against 0.271. The CPM trails most on two hands
+touching, which the teacher poses well.
 """
 
 from __future__ import annotations
@@ -306,6 +311,32 @@ def run(model: str, paths: dict[str, Path], orientations: list[str], hands: bool
     return results
 
 
+def teacher_table(model: str, paths: dict[str, Path], teacher: str | Path) -> str:
+    """MediaPipe's landmark model (`teacher`, bench/pipeline.py's TeacherEstimator: same crops, palm searches and
+    mapping back) beside the CPM as the app runs it (its packed int8 graph when the folder has one), with the
+    labels' angle and with the palm detector's: on hands labelled by people, not by MediaPipe itself."""
+    from pipeline import TeacherEstimator
+
+    from cpm_core.dataset.formats import read_dataset
+    from cpm_core.estimator import PoseEstimator
+    from training.evaluate import collect_predictions, score
+
+    cpm = PoseEstimator.from_path(model, warm_up=False)
+    rows = {"teacher": TeacherEstimator(teacher, 2, like=cpm), f"cpm ({cpm.runtime.name})": cpm}
+    margin = float((cpm.card.provenance or {}).get("crop_margin") or 1.6)
+    lines = [f"{'set':<16} {'model':<22} {'palm PCK@0.2 (95%)':<22}  {'label PCK@0.2 (95%)':<22}"]
+    for name in SETS:
+        ds = read_dataset(paths[name])
+        for label, est in rows.items():
+            cells = []
+            for orientation in ("palm", "label"):
+                a = collect_predictions(est, ds, margin, 3, orientation=orientation)
+                r = score(a["pred"], a["gt"], a["labelled"], a["norm"], cpm.card.skeleton.joints)
+                cells.append(f"{r['pck']:.3f} ({r['pck_ci95'][0]:.2f}-{r['pck_ci95'][1]:.2f})")
+            lines.append(f"{name:<16} {label:<22} {cells[0]:<22}  {cells[1]:<22}")
+    return "\n".join(lines)
+
+
 def table(results: dict, orientations: list[str]) -> str:
     def cell(r: dict) -> str:
         low, high = r["pck_ci95"]
@@ -348,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--orientations", default="palm,label,search")
     p.add_argument("--no-hands", action="store_true", help="skip the per-hand rows (palm found, its side)")
     p.add_argument("--no-draw", action="store_true", help="skip the check_*.png drawings")
+    teacher = ROOT.parent / "shared" / "data" / "teachers" / "hand_landmark_full.tflite"
+    p.add_argument("--teacher", default=str(teacher) if teacher.exists() else "",
+                   help="MediaPipe's hand_landmark_full.tflite: print it beside the CPM as the app runs it ('' skips)")
     args = p.parse_args(argv)
     from machine import describe_machine
 
@@ -362,6 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model: {args.model}; sets written to {args.out}; crop margin {results['both'][orientations[0]]['margin']:g}"
           f", min joints {results['both'][orientations[0]]['min_joints']}, float32")
     print(table(results, orientations))
+    if args.teacher:
+        print("\nbeside MediaPipe's landmark model in the same pipeline (the CPM on the runtime the app uses):")
+        print(teacher_table(args.model, paths, args.teacher))
     print(f"wall time {time.perf_counter() - start:.0f} s")
     (Path(args.out) / "results.json").write_text(json.dumps(
         {**{n: {o: {k: r[o][k] for k in ("pck", "pck_ci95", "ci_block", "subjects", "epe_px")} for o in r}
