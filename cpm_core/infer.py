@@ -449,7 +449,8 @@ def _run(args: argparse.Namespace, events: _Events) -> int:
         return 2
     card = estimator.card
     if args.model is None:
-        print(f"cpm infer: using the embedded default model '{card.name}'", file=sys.stderr)
+        print(f"cpm infer: using the embedded default model '{card.name}' on {estimator.runtime_description}",
+              file=sys.stderr)
     if not card.trained:
         print(f"cpm infer: WARNING: model '{card.name}' is UNTRAINED (random weights): keypoints are meaningless",
               file=sys.stderr)
@@ -472,6 +473,7 @@ def _run(args: argparse.Namespace, events: _Events) -> int:
                 print(f"cpm infer: replacing {replaced} existing file(s) in {out_dir} (from an earlier run?)",
                       file=sys.stderr)
         stream = (JsonStream(args.json, {"model": card.name, "trained": card.trained,
+                                         "runtime": f"{estimator.runtime.name} {estimator.precision}",
                                          "joints": list(card.skeleton.joints)}, "results") if args.json else None)
     except OSError as exc:
         print(f"cpm infer: cannot write the output: {exc}", file=sys.stderr)
