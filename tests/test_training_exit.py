@@ -80,23 +80,29 @@ def _exit_delay(proc: subprocess.Popen, last_at: float) -> float:
     return time.monotonic() - last_at
 
 
+def _run(cfg: Path, tmp_path: Path, act) -> tuple[subprocess.Popen, list, float, str]:
+    """Start `cpm train`, call `act(proc, event)` on each event, wait for the exit: the process, its events, the
+    seconds from its last event to its exit, and the tail of its stderr."""
+    stderr_path = tmp_path / "stderr.txt"
+    with open(stderr_path, "w") as stderr:
+        proc = _start(cfg, stderr)
+        events, last_at = _follow(proc, lambda ev: act(proc, ev))
+        delay = _exit_delay(proc, last_at)
+    return proc, events, delay, stderr_path.read_text()[-3000:]
+
+
 def test_process_exits_right_after_its_error_event(tmp_path):
     cfg, images = _config(tmp_path)
-    stderr_path = tmp_path / "stderr.txt"
     fired = []
 
-    def act(ev) -> None:
+    def act(proc, ev) -> None:
         if isinstance(ev, StepEvent) and not fired and ev.elapsed_s >= TRAIN_FOR_S:
             shutil.rmtree(images)  # the validation images become unreadable, as in the reported run
             proc.stdin.write("stop\n")
             proc.stdin.flush()
             fired.append(ev.step)
 
-    with open(stderr_path, "w") as stderr:
-        proc = _start(cfg, stderr)
-        events, last_at = _follow(proc, act)
-        delay = _exit_delay(proc, last_at)
-    tail = stderr_path.read_text()[-3000:]
+    proc, events, delay, tail = _run(cfg, tmp_path, act)
     assert fired, f"the run ended before it was made to fail: {events[-1:]}\n{tail}"
     assert sum(isinstance(e, StepEvent) for e in events) >= 5  # the input pipeline was producing batches
     last = events[-1]
@@ -109,19 +115,14 @@ def test_process_exits_right_after_its_error_event(tmp_path):
 def test_process_exits_right_after_done_on_sigterm(tmp_path):
     """The stop path (SIGTERM: checkpoint, evaluation, export, `done`) leaves as promptly."""
     cfg, _ = _config(tmp_path)
-    stderr_path = tmp_path / "stderr.txt"
     sent = []
 
-    def act(ev) -> None:
+    def act(proc, ev) -> None:
         if isinstance(ev, StepEvent) and not sent and ev.step >= 5:
             proc.send_signal(signal.SIGTERM)
             sent.append(ev.step)
 
-    with open(stderr_path, "w") as stderr:
-        proc = _start(cfg, stderr)
-        events, last_at = _follow(proc, act)
-        delay = _exit_delay(proc, last_at)
-    tail = stderr_path.read_text()[-3000:]
+    proc, events, delay, tail = _run(cfg, tmp_path, act)
     last = events[-1]
     assert isinstance(last, DoneEvent) and last.stopped and last.reason == "SIGTERM", f"{last}\n{tail}"
     assert proc.returncode == 0, tail
