@@ -84,14 +84,13 @@ def _runtimes(model, card, calibration: np.ndarray | None, log) -> list:
 def _packaged(target: str, card, log):
     """The int8 graph packed in a model folder (`cpm quantise`), as a row, when there is one and it is usable:
     the file the app runs, beside the bench's own int8 conversion."""
-    from cpm_core.packaged_runtimes import read_packaged
+    from cpm_core.estimator import packaged_files
     from cpm_core.runtimes import packaged_int8
-    from cpm_core.weights.own_format import WEIGHTS_FILE
 
     if not card.packaged_runtimes or not Path(target).is_dir():
         return None
     t = time.perf_counter()
-    files = read_packaged(Path(target), card, WEIGHTS_FILE)
+    files = packaged_files(target, card)
     rt = packaged_int8(files["tflite-int8"], card) if "tflite-int8" in files else None
     if rt is None:
         log("  packaged int8: not usable, skipped")

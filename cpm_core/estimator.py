@@ -133,14 +133,11 @@ class PoseEstimator:
     @classmethod
     def from_path(cls, path: str | Path, **kwargs) -> PoseEstimator:
         """The model at `path`, with the runtime files packed in its folder (`cpm_core.packaged_runtimes`)."""
-        from cpm_core.packaged_runtimes import read_packaged
         from cpm_core.weights import load_model
-        from cpm_core.weights.own_format import WEIGHTS_FILE
 
         model, card = load_model(path)
         if card.packaged_runtimes and "packaged" not in kwargs:
-            folder = Path(path) if Path(path).is_dir() else Path(path).parent
-            kwargs["packaged"] = read_packaged(folder, card, WEIGHTS_FILE)
+            kwargs["packaged"] = packaged_files(path, card)
         return cls(model, card, **kwargs)
 
     @classmethod
@@ -201,3 +198,15 @@ class PoseEstimator:
             for tr, hm in zip(transforms, heatmaps):
                 out.append(self._result(hm, tr, {"preprocess": (t1 - t0) * 1e3 / n, "model": (t2 - t1) * 1e3 / n}))
         return out
+
+
+def packaged_files(path: str | Path, card: ModelCard) -> dict[str, bytes]:
+    """The checked runtime files packed in the model folder at `path` (a folder or a file in it) whose hashes
+    still match (`cpm_core.packaged_runtimes.read_packaged`); {} for a card without any."""
+    from cpm_core.packaged_runtimes import read_packaged
+    from cpm_core.weights.own_format import WEIGHTS_FILE
+
+    if not card.packaged_runtimes:
+        return {}
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    return read_packaged(folder, card, WEIGHTS_FILE)

@@ -166,12 +166,10 @@ def evaluate(model_path: str | Path, dataset_path: str | Path, margin: float | N
         raise ValueError(f"the model predicts {card.spec.num_joints} joints, the dataset has "
                          f"{ds.skeleton.num_joints}")
     if runtime == "packaged":
-        from cpm_core.packaged_runtimes import read_packaged
+        from cpm_core.estimator import packaged_files
         from cpm_core.runtimes import packaged_int8
-        from cpm_core.weights.own_format import WEIGHTS_FILE
 
-        folder = Path(model_path) if Path(model_path).is_dir() else Path(model_path).parent
-        files = read_packaged(folder, card, WEIGHTS_FILE)
+        files = packaged_files(model_path, card)
         int8 = packaged_int8(files["tflite-int8"], card) if "tflite-int8" in files else None
         if int8 is None:
             raise ValueError(f"{model_path}: no usable packaged int8 graph (make one with `cpm quantise`)")
