@@ -108,6 +108,7 @@ while True:
     p.set_state(i, p.placed_state(i, int(rng.integers(21)), rng.uniform(0, 100, 2)))
     p.extras["saves"] = k
     p.save()
+    print("saved", k, flush=True)
 """
 
 
@@ -126,6 +127,9 @@ def test_sigkill_mid_save_never_leaves_a_broken_file(tmp_path, project):
         proc = subprocess.Popen([sys.executable, "-c", _SAVER, str(p.path)], env=env, cwd=REPO,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert proc.stdout.readline().strip() == b"ready"
+        # Wait for one finished save before the random delay, so that a slow (busy) machine still kills the
+        # saver after a save rather than only ever during its first one: the test must not depend on load.
+        assert proc.stdout.readline().startswith(b"saved")
         time.sleep(rnd.uniform(0.05, 0.6))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
