@@ -28,10 +28,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DATA = ROOT.parent / "shared" / "data"
+from presence import DATA, _every, background_images, trained_backgrounds  # noqa: E402  (bench/ is on the path)
+
 TRAIN_SETS = (DATA / "body_more" / "train.json", DATA / "body_pseudo" / "train.json")
-BACKGROUNDS = DATA / "backgrounds" / "images"
-TRAIN_LIST = ROOT / "training" / "recipes" / "backgrounds_train.txt"
 SCALES = (1.0, 0.5, 0.3)
 BINS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 10.0)
 
@@ -50,16 +49,14 @@ def _people(path: Path, limit: int) -> list[tuple[Path, np.ndarray]]:
         kp = np.asarray(anns[0]["keypoints"], np.float64).reshape(-1, 3)
         if (kp[:, 2] > 0).sum() >= 8:
             out.append((path.parent / img["file_name"], kp))
-    step = max(1, len(out) // limit)
-    return out[::step][:limit]
+    return _every(out, limit)
 
 
 def _backgrounds(limit: int) -> list[Path]:
-    names = [line.strip() for line in TRAIN_LIST.read_text().splitlines() if line.strip() and not line.startswith("#")]
-    paths = [BACKGROUNDS / Path(n).name for n in names]
-    paths = [p for p in paths if p.exists()]
-    step = max(1, len(paths) // limit)
-    return paths[::step][:limit]
+    """Every k-th of the backgrounds the recipes train on (`training/recipes/backgrounds_train.txt`)."""
+    paths = background_images()
+    trained = trained_backgrounds(paths)
+    return _every([p for p in paths if p.name in trained], limit)
 
 
 def _place(image: np.ndarray, kp: np.ndarray, scale: float, background: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
