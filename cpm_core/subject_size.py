@@ -37,8 +37,9 @@ What the heatmaps cannot tell is a small person from an empty scene: with this m
 words are a suggestion ("tick Detect subjects (D) for small people"), not a claim that a person is there.
 Like `cpm_core.presence`, the rule reads only what any model trained on these targets draws, so it should
 carry over to a new body model; none of the numbers were chosen on a val file. It did for body-lite-192x3, the
-default body model since v3 (`python bench/subject_size.py`, training frames only: 5 of 276 wrong whole-frame
-poses still drawn, 21 of 84 good ones hidden, 50 of 50 empty backgrounds hinted; body-rt-192x3 there 4, 38, 49).
+default body model since v3 (`python bench/subject_size.py`, training frames only: v4 6 of 277 wrong whole-frame
+poses still drawn, 16 of 83 good ones hidden, 49 of 50 empty backgrounds hinted; v3 5, 21, 50; body-rt-192x3 there
+4, 38, 49).
 """
 
 from __future__ import annotations
