@@ -22,6 +22,15 @@ the angle errors. Measured with the default hand model v2 (float32, busy 2-core 
     PCK 0.865 -> 0.886; hand_more/val side right 0.911 -> 0.844, PCK 0.783 -> 0.754: not adopted.
 
 So the angle is not what is lost; the side is, and the model's confidence does not tell the side on unseen people.
+
+With hand default v4 on 400 hands of hand_more/train.json (training data), 2026-12-02: pipeline 0.881, labels'
+angle and side 0.959; the palm's side wrong for 45 of 385, and those account for 0.065 of the gap; side by
+confidence (+0.1) right for 0.948 (palm alone 0.883), PCK at the palm's angle 0.933.
+Rule for v4, written before this bench is run on hand_more/val with v4: side by confidence (+0.1, the bonus chosen
+on hand_more/train for v2, not changed) goes into the app's pipeline only if on hand_more/val its PCK at the
+palm's angle beats the pipeline row by at least 0.01; then, built into `upright.search_upright`, `cpm eval
+--orientation palm` must confirm at least +0.01 on hand_more/val, hand_pseudo/val must stay >= 0.85, and
+`bench/pipeline.py --bare-only` must stay at or above the teacher's frames/s. Otherwise it stays out.
 """
 
 from __future__ import annotations
