@@ -31,6 +31,10 @@ on hand_more/train for v2, not changed) goes into the app's pipeline only if on 
 palm's angle beats the pipeline row by at least 0.01; then, built into `upright.search_upright`, `cpm eval
 --orientation palm` must confirm at least +0.01 on hand_more/val, hand_pseudo/val must stay >= 0.85, and
 `bench/pipeline.py --bare-only` must stay at or above the teacher's frames/s. Otherwise it stays out.
+Measured then (`python bench/palm_gap.py`, v4, float32): hand_more/val pipeline 0.794, labels' angle and side
+0.814; the palm's side wrong for 20 of 224 (0.033 of the gap); side by confidence right for 0.897 (palm alone
+0.911), PCK at the palm's angle 0.798, +0.004: below the rule's +0.01, so it stays out. On unseen people the
+model's own side judgement is still worse than the palm detector's, as with v2.
 """
 
 from __future__ import annotations
