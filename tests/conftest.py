@@ -21,10 +21,21 @@ def tiny_spec() -> ModelSpec:
 
 @pytest.fixture(autouse=True)
 def _seeded():
-    """Every test starts from the same Python, NumPy and TensorFlow seeds: a failure reproduces."""
+    """Every test starts from the same Python, NumPy and TensorFlow seeds: a failure reproduces.
+
+    After the test, Python's garbage is collected here, in the main thread. Otherwise the windows and menus of
+    finished tests wait for a collection that may start in a capture or inference thread of a later test; PySide
+    then hands their deletion to the main thread, which deleted a QMenu there while holding the GIL and waited
+    for a Qt lock forever (one full run hung in tests/test_viewer_defects.py, 2026-12-02, gdb: QObject::~QObject
+    under Shiboken::BindingManager::runDeletionInMainThread, the capture and inference threads waiting for the
+    GIL)."""
+    import gc
+
     import keras
 
     keras.utils.set_random_seed(1234)
+    yield
+    gc.collect()
 
 
 @pytest.fixture(scope="module")
