@@ -51,7 +51,7 @@ BACKGROUNDS = DATA / "backgrounds" / "images"
 TRAIN_LIST = ROOT / "training" / "recipes" / "backgrounds_train.txt"
 
 
-def _every(items: list, limit: int | None) -> list:
+def every_kth(items: list, limit: int | None) -> list:
     if not limit or len(items) <= limit:
         return items
     step = len(items) / limit
@@ -68,7 +68,7 @@ def hand_results(estimator, dataset: Path, limit: int | None = None, palm=None, 
     margin = float((estimator.card.provenance or {}).get("crop_margin") or 1.6)
     ds = read_dataset(dataset)
     subjects = [(s.image, inst) for s in ds.samples for inst in s.instances if inst.num_labelled >= min_joints]
-    keep = {id(inst) for _, inst in _every(subjects, limit)}
+    keep = {id(inst) for _, inst in every_kth(subjects, limit)}
     for sample, frame, usable in iter_subjects(ds, min_joints):
         for inst in usable:
             if id(inst) not in keep:
@@ -180,12 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     seen = [q for i, q in enumerate(paths) if i % TUNING_EVERY != 0 and q.name in trained_on]
     sets = set(args.sets.split(","))
     if "backgrounds" in sets:
-        groups["backgrounds (held out)"] = list(background_results(follower, _every(held, args.limit)))
-        groups["backgrounds (tuning subset)"] = list(background_results(follower, _every(tuning, args.limit)))
-        groups["backgrounds (recipes train on)"] = list(background_results(follower, _every(seen, args.limit)))
+        groups["backgrounds (held out)"] = list(background_results(follower, every_kth(held, args.limit)))
+        groups["backgrounds (tuning subset)"] = list(background_results(follower, every_kth(tuning, args.limit)))
+        groups["backgrounds (recipes train on)"] = list(background_results(follower, every_kth(seen, args.limit)))
     if "crops" in sets:
         groups["background crops (held out)"] = list(background_results(
-            follower, _every(held, args.limit and max(1, args.limit // 2)), crops=2))
+            follower, every_kth(held, args.limit and max(1, args.limit // 2)), crops=2))
     if "hands" in sets:
         for ds in HAND_SETS:
             groups[f"hands {ds.parent.name}/{ds.name}"] = list(hand_results(est, ds, args.limit, palm))

@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from presence import DATA, _every, background_images, trained_backgrounds  # noqa: E402  (bench/ is on the path)
+from presence import DATA, background_images, every_kth, trained_backgrounds  # noqa: E402  (bench/ is on the path)
 
 TRAIN_SETS = (DATA / "body_more" / "train.json", DATA / "body_pseudo" / "train.json")
 SCALES = (1.0, 0.5, 0.3)
@@ -49,14 +49,14 @@ def _people(path: Path, limit: int) -> list[tuple[Path, np.ndarray]]:
         kp = np.asarray(anns[0]["keypoints"], np.float64).reshape(-1, 3)
         if (kp[:, 2] > 0).sum() >= 8:
             out.append((path.parent / img["file_name"], kp))
-    return _every(out, limit)
+    return every_kth(out, limit)
 
 
 def _backgrounds(limit: int) -> list[Path]:
     """Every k-th of the backgrounds the recipes train on (`training/recipes/backgrounds_train.txt`)."""
     paths = background_images()
     trained = trained_backgrounds(paths)
-    return _every([p for p in paths if p.name in trained], limit)
+    return every_kth([p for p in paths if p.name in trained], limit)
 
 
 def _place(image: np.ndarray, kp: np.ndarray, scale: float, background: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
