@@ -264,3 +264,30 @@ def test_backgrounds_can_be_a_list_file(tmp_path):
     listing.write_text("bgs/bg0.png\nbgs/nope.png\n")
     with pytest.raises(ValueError, match="lists 1 missing file"):
         load_backgrounds([str(listing)], 32)
+
+
+def test_wrong_side_crops_are_mirrored_with_lower_peaks_at_the_mirrored_joints():
+    """augment.wrong_side = 1: every crop is the plain crop mirrored left-right, and its joint maps peak at the
+    mirrored joints at `wrong_side_peak` height (background one minus that); 0 leaves crops and peaks alone."""
+    kps = hand_keypoints(2)
+    images_in = np.zeros((2, RES, RES, 3), np.uint8)
+    images_in[:, :, : RES // 3] = SUBJECT_BGR  # a left band: mirroring moves it to the right
+    cache = make_cache(images_in, kps)
+    plain_img, plain_t, _ = first_batch(cache, AugmentConfig(**STILL))
+    img, t, mask = first_batch(cache, AugmentConfig(**STILL, wrong_side=1.0, wrong_side_peak=0.4))
+    np.testing.assert_allclose(img, plain_img[:, :, ::-1], atol=2)
+    assert plain_t[..., :-1].max() > 0.9
+    np.testing.assert_allclose(t[..., :-1].max(axis=(1, 2)), plain_t[..., :-1].max(axis=(1, 2)) * 0.4, atol=0.02)
+    np.testing.assert_allclose(t[..., :-1] / 0.4, plain_t[:, :, ::-1, :-1], atol=0.05)
+    np.testing.assert_allclose(t[..., -1], 1.0 - t[..., :-1].max(axis=-1), atol=1e-6)
+    assert np.all(mask == 1.0)
+
+
+def test_wrong_side_needs_a_canonical_model_and_no_flip():
+    with pytest.raises(ValueError, match="augment.wrong_side needs data.chirality = 'canonical'"):
+        load_config(None, ["augment.wrong_side=0.2"])
+    with pytest.raises(ValueError, match="both mirror"):
+        load_config(None, ["augment.wrong_side=0.2", "augment.flip=true", "data.chirality=canonical",
+                           "data.orientation=upright"])
+    with pytest.raises(ValueError, match="probability"):
+        load_config(None, ["augment.wrong_side=1.5", "data.chirality=canonical", "data.orientation=upright"])

@@ -104,6 +104,13 @@ class AugmentConfig:
     jpeg_quality: tuple[float, float] = (20.0, 90.0)  # quality range of that re-encoding
     hue: float = 0.0  # max |hue rotation| in degrees (skin tones, lighting colour)
     channel_gain: float = 0.0  # max per-channel gain change (each of B, G, R scaled by 1 +- this)
+    # Wrong-side crops (canonical hands only): the probability that a crop is shown mirrored, i.e. with the thumb
+    # side on the right, as the app's pipeline shows a hand whose side the palm detector misjudged (9-19% of
+    # hands, bench/palm_gap.py). Its target maps are the mirrored joints at `wrong_side_peak` height: the net
+    # learns to place the joints of such a hand anyway (a canonical net trained without them put a wrong-side
+    # hand's thumb on its little finger: PCK 0.34 against 0.92) while answering with less confidence.
+    wrong_side: float = 0.0
+    wrong_side_peak: float = 0.5
 
 
 @dataclass
@@ -232,11 +239,17 @@ def _check_augment(cfg: RunConfig) -> None:
     if not isinstance(a.backgrounds, list) or not all(isinstance(b, str) for b in a.backgrounds):
         raise ValueError("augment.backgrounds must be a list of folders, image files or .txt lists of them")
     a.backgrounds = [cfg.resolve(b) for b in a.backgrounds]
-    for name in ("paste_background", "paste_subject", "occluder", "motion_blur", "defocus_blur", "jpeg", "negative"):
+    for name in ("paste_background", "paste_subject", "occluder", "motion_blur", "defocus_blur", "jpeg", "negative",
+                 "wrong_side", "wrong_side_peak"):
         if not 0.0 <= getattr(a, name) <= 1.0:
             raise ValueError(f"augment.{name} is a probability (0 to 1), got {getattr(a, name)}")
     if a.paste_background + a.paste_subject > 1.0:
         raise ValueError("augment.paste_background + augment.paste_subject must be at most 1 (one scene per crop)")
+    if a.wrong_side > 0 and cfg.data.chirality != "canonical":
+        raise ValueError("augment.wrong_side needs data.chirality = 'canonical' (only a canonical model has a "
+                         "wrong side)")
+    if a.wrong_side > 0 and a.flip:
+        raise ValueError("augment.wrong_side and augment.flip both mirror crops; use one")
     if a.negative > 0 and not a.backgrounds:
         raise ValueError("augment.negative needs augment.backgrounds (folders or files of subject-free images)")
     if a.paste_background > 0 and not a.backgrounds:

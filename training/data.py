@@ -348,14 +348,16 @@ def build_cache(ds: Dataset, input_size: int, margin: float, cache_scale: float,
                         ds.skeleton, masks, (mask, mask_dilate, mask_feather))
 
 
-def _gaussian_targets(grid_xy: tf.Tensor, visible: tf.Tensor, size: int, sigma: float) -> tf.Tensor:
-    """(J, 2) grid coordinates -> (size, size, J + 1) targets; absent joints get an all-zero map."""
+def _gaussian_targets(grid_xy: tf.Tensor, visible: tf.Tensor, size: int, sigma: float,
+                      peak: float | tf.Tensor = 1.0) -> tf.Tensor:
+    """(J, 2) grid coordinates -> (size, size, J + 1) targets of height `peak`; absent joints get an all-zero map;
+    the background map is one minus the joints' maximum."""
     coords = tf.range(size, dtype=tf.float32)
     dx = coords[None, :] - grid_xy[:, 0:1]
     dy = coords[None, :] - grid_xy[:, 1:2]
     gx = tf.exp(-(dx * dx) / (2 * sigma * sigma))
     gy = tf.exp(-(dy * dy) / (2 * sigma * sigma))
-    maps = gy[:, :, None] * gx[:, None, :] * tf.cast(visible, tf.float32)[:, None, None]
+    maps = gy[:, :, None] * gx[:, None, :] * (tf.cast(visible, tf.float32) * peak)[:, None, None]
     maps = tf.transpose(maps, [1, 2, 0])
     bg = 1.0 - tf.reduce_max(maps, axis=-1, keepdims=True)
     return tf.concat([maps, bg], axis=-1)
@@ -578,8 +580,11 @@ def make_pipeline(cache: SubjectCache, input_size: int, stride: int, batch: int,
             scale = tf.random.uniform([], augment.scale[0], augment.scale[1])
             shift = tf.random.uniform([2], -augment.translate, augment.translate) * base_side
             flip = tf.random.uniform([]) < 0.5 if can_flip else tf.constant(False)
+            # A wrong-side crop is a mirrored one (a hand's joints need no permutation) with lower target peaks.
+            wrong = tf.random.uniform([]) < a_cfg.wrong_side if a_cfg.wrong_side > 0 else tf.constant(False)
+            flip = tf.logical_or(flip, wrong)
         else:
-            angle, scale, shift, flip = 0.0, 1.0, tf.zeros([2]), tf.constant(False)
+            angle, scale, shift, flip, wrong = 0.0, 1.0, tf.zeros([2]), tf.constant(False), tf.constant(False)
         angle = tf.cast(angle, tf.float32)
         a = base_side * tf.cast(scale, tf.float32) / input_size  # cache pixels per output pixel
         c, s = tf.cos(angle), tf.sin(angle)
@@ -647,7 +652,8 @@ def make_pipeline(cache: SubjectCache, input_size: int, stride: int, batch: int,
         labelled = vis_out > 0
         grid_xy = (kp_out + 0.5) / stride - 0.5
         # A negative: no joint anywhere (all maps zero, background one), and every channel counts in the loss.
-        targets = _gaussian_targets(grid_xy, tf.logical_and(labelled, tf.logical_not(negative)), grid, sigma)
+        peak = tf.where(wrong, a_cfg.wrong_side_peak, 1.0)
+        targets = _gaussian_targets(grid_xy, tf.logical_and(labelled, tf.logical_not(negative)), grid, sigma, peak)
         mask_out = tf.concat([tf.cast(tf.logical_or(labelled, negative), tf.float32), tf.ones([1])], axis=0)
         return warped / 256.0 - 0.5, targets, mask_out
 
