@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
+    from app.gui_gc import GuiThreadCollector
     from app.main_window import MainWindow
     from cpm_core.estimator import PoseEstimator
     from cpm_core.runtime import card_gflops, configure_pipeline_threads
@@ -124,84 +125,88 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setOrganizationName("CPM Studio")
     app.setApplicationName("cpm-studio")
+    collector = GuiThreadCollector()  # see app.gui_gc: no Qt object is freed from a worker thread
     try:
-        estimator = PoseEstimator.from_path(args.model) if args.model else PoseEstimator.default()
-    except Exception as exc:  # noqa: BLE001 - any load failure becomes one line
-        print(f"cpm-studio: cannot load model: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return EXIT_MODEL
+        try:
+            estimator = PoseEstimator.from_path(args.model) if args.model else PoseEstimator.default()
+        except Exception as exc:  # noqa: BLE001 - any load failure becomes one line
+            print(f"cpm-studio: cannot load model: {str(exc).splitlines()[0]}", file=sys.stderr)
+            return EXIT_MODEL
 
-    window = MainWindow(estimator, quiet=args.quit)
-    batch = args.quit or args.screenshot is not None or args.frames is not None
-    viewer = window.viewer_settings  # the flags set the viewer's state; its widgets follow
-    viewer.view = args.view
-    if args.tracking:
-        viewer.tracking = True
-    if args.detector:
-        viewer.detector = args.detector
-    if args.detect:
-        viewer.detect = True
-    if batch:
-        viewer.loop = False  # a short clip ends instead of looping forever
-    if args.record and not window.recording.record_to(args.record, fps=source_fps, frames=args.frames):
-        print(f"cpm-studio: cannot record to {args.record}: {window.last_error}", file=sys.stderr)
-        if args.quit:
-            window.shutdown()
-            return EXIT_SOURCE
-    if source is not None and not window.open_source(source, interactive=not args.quit):
-        if args.quit:
-            window.shutdown()
-            return EXIT_SOURCE
-    window.show()
-
-    status = {"rc": 0, "done": False}
-    if batch:
-        frames = batch_frames(args.frames, window.source_info.kind if window.source_info else None)
-
-        def finish() -> None:
-            if status["done"]:
-                return
-            status["done"] = True
-            if args.record:
-                rec = window.stop_recording()
-                if rec is not None:
-                    print(f"cpm-studio: recorded {rec.frames_written} frames to {rec.video_path} (+ .json, .csv)",
-                          file=sys.stderr)
-                    if not rec.video_path.exists():  # not finished (a full disk): the message said where it stays
-                        status["rc"] = 1
-            if args.screenshot:
-                window.update_readout()
-                QApplication.processEvents()
-                Path(args.screenshot).parent.mkdir(parents=True, exist_ok=True)
-                if not window.grab().save(args.screenshot, "PNG"):
-                    print(f"cpm-studio: cannot write {args.screenshot}", file=sys.stderr)
-                    status["rc"] = 1
+        window = MainWindow(estimator, quiet=args.quit)
+        batch = args.quit or args.screenshot is not None or args.frames is not None
+        viewer = window.viewer_settings  # the flags set the viewer's state; its widgets follow
+        viewer.view = args.view
+        if args.tracking:
+            viewer.tracking = True
+        if args.detector:
+            viewer.detector = args.detector
+        if args.detect:
+            viewer.detect = True
+        if batch:
+            viewer.loop = False  # a short clip ends instead of looping forever
+        if args.record and not window.recording.record_to(args.record, fps=source_fps, frames=args.frames):
+            print(f"cpm-studio: cannot record to {args.record}: {window.last_error}", file=sys.stderr)
             if args.quit:
-                window.close()
-                app.exit(status["rc"])
+                window.shutdown()
+                return EXIT_SOURCE
+        if source is not None and not window.open_source(source, interactive=not args.quit):
+            if args.quit:
+                window.shutdown()
+                return EXIT_SOURCE
+        window.show()
 
-        def check() -> None:
-            if window.delivered >= frames and window.displayed > 0:
-                QTimer.singleShot(100, finish)  # let the last frame paint
-            elif window.source_ended and window.worker.idle() and window.displayed > 0:
-                QTimer.singleShot(300, finish)  # the source had fewer frames
+        status = {"rc": 0, "done": False}
+        if batch:
+            frames = batch_frames(args.frames, window.source_info.kind if window.source_info else None)
 
-        def timeout() -> None:
-            if not status["done"] and args.quit:
-                print(f"cpm-studio: timed out after {args.timeout:.0f}s with {window.delivered} of {frames} frames "
-                      f"shown ({window.last_error or 'no error reported'})", file=sys.stderr)
+            def finish() -> None:
+                if status["done"]:
+                    return
                 status["done"] = True
-                window.close()
-                app.exit(EXIT_TIMEOUT)
+                if args.record:
+                    rec = window.stop_recording()
+                    if rec is not None:
+                        print(f"cpm-studio: recorded {rec.frames_written} frames to {rec.video_path} (+ .json, .csv)",
+                              file=sys.stderr)
+                        if not rec.video_path.exists():  # not finished (a full disk): the message said where it stays
+                            status["rc"] = 1
+                if args.screenshot:
+                    window.update_readout()
+                    QApplication.processEvents()
+                    Path(args.screenshot).parent.mkdir(parents=True, exist_ok=True)
+                    if not window.grab().save(args.screenshot, "PNG"):
+                        print(f"cpm-studio: cannot write {args.screenshot}", file=sys.stderr)
+                        status["rc"] = 1
+                if args.quit:
+                    window.close()
+                    app.exit(status["rc"])
 
-        window.frameDisplayed.connect(lambda _n: check())
-        poll = QTimer(window)
-        poll.timeout.connect(check)
-        poll.start(100)
-        QTimer.singleShot(int(args.timeout * 1000), timeout)
+            def check() -> None:
+                if window.delivered >= frames and window.displayed > 0:
+                    QTimer.singleShot(100, finish)  # let the last frame paint
+                elif window.source_ended and window.worker.idle() and window.displayed > 0:
+                    QTimer.singleShot(300, finish)  # the source had fewer frames
 
-    rc = app.exec()
-    window.shutdown()
-    return rc or status["rc"]
+            def timeout() -> None:
+                if not status["done"] and args.quit:
+                    print(f"cpm-studio: timed out after {args.timeout:.0f}s with {window.delivered} of {frames} frames "
+                          f"shown ({window.last_error or 'no error reported'})", file=sys.stderr)
+                    status["done"] = True
+                    window.close()
+                    app.exit(EXIT_TIMEOUT)
+
+            window.frameDisplayed.connect(lambda _n: check())
+            poll = QTimer(window)
+            poll.timeout.connect(check)
+            poll.start(100)
+            QTimer.singleShot(int(args.timeout * 1000), timeout)
+
+        rc = app.exec()
+        window.shutdown()
+        return rc or status["rc"]
+    finally:
+        collector.stop()
 
 
 if __name__ == "__main__":

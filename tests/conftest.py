@@ -38,6 +38,20 @@ def _seeded():
     gc.collect()
 
 
+@pytest.fixture(autouse=True)
+def _gui_thread_gc(request):
+    """A test with Qt widgets collects garbage as the app does (`app.gui_gc`): only in the GUI thread."""
+    if "qtbot" not in request.fixturenames or request.node.get_closest_marker("own_gc"):
+        yield
+        return
+    request.getfixturevalue("qapp")
+    from app.gui_gc import GuiThreadCollector
+
+    collector = GuiThreadCollector()
+    yield
+    collector.stop()
+
+
 @pytest.fixture(scope="module")
 def estimator():
     """A real tiny PoseEstimator for the app tests (module-scoped: tracing it once is enough)."""
