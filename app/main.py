@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     from app.main_window import MainWindow
     from cpm_core.estimator import PoseEstimator
     from cpm_core.runtime import card_gflops, configure_pipeline_threads
+    from cpm_core.weights import default_model_path
 
     # Before the model is built (TensorFlow fixes its pools on first use), sized for the model's cost.
     configure_pipeline_threads(model_gflops=card_gflops(args.model))
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cpm-studio: cannot load model: {str(exc).splitlines()[0]}", file=sys.stderr)
             return EXIT_MODEL
 
-        window = MainWindow(estimator, quiet=args.quit)
+        window = MainWindow(estimator, quiet=args.quit, model_path=args.model or default_model_path("hand"))
         batch = args.quit or args.screenshot is not None or args.frames is not None
         viewer = window.viewer_settings  # the flags set the viewer's state; its widgets follow
         viewer.view = args.view

@@ -65,7 +65,7 @@ class MainWindow(QMainWindow):
     modelChanged = Signal(str)
 
     def __init__(self, estimator: PoseEstimator | None = None, settings: QSettings | None = None,
-                 quiet: bool = False, parent=None):
+                 quiet: bool = False, parent=None, model_path: str | Path | None = None):
         super().__init__(parent)
         self.setWindowTitle("CPM Studio")
         self.setAcceptDrops(True)
@@ -99,6 +99,7 @@ class MainWindow(QMainWindow):
         if estimator is None:
             self.load_model(default_model_path("hand"))
         else:
+            self.models.model_path = str(model_path) if model_path is not None else None  # where `estimator` came from
             self.models.show_model(estimator)
         self.fit_to_screen(screen_geometry(self))
 
@@ -125,6 +126,7 @@ class MainWindow(QMainWindow):
     def _on_model_shown(self, estimator: PoseEstimator) -> None:
         self.binding.refresh_detection()  # an 'auto' detector follows the new skeleton
         self.controls.show_auto_detector(self.binding.detector_name())
+        self.evaluate_panel.set_viewer_model(self.models.model_path, estimator.card.name)
         self.modelChanged.emit(estimator.card.name)
 
     def _on_detection_failed(self, message: str) -> None:

@@ -137,3 +137,24 @@ def test_evaluate_panel_shows_results(qtbot, tmp_path):
     assert len(panel.bars.opts["width"]) == 21  # horizontal bars: one row per joint
     xs, _ = panel.curve.getData()
     assert len(xs) == 51 and "PCK@0.2" in panel.summary.text() and "95% interval" in panel.summary.text()
+
+
+def test_evaluate_runs_the_viewers_model_when_no_model_is_given(window, qtbot, tmp_path, estimator):
+    """A user who has a model open in the viewer and picks only a dataset evaluates that model; the field says
+    so. A model loaded from a file replaces it; a model handed over in memory has no file and asks for one."""
+    from cpm_core.weights import save_model
+
+    panel = window.evaluate_panel
+    panel.dataset_edit.setText(str(TINY_COCO))
+    assert panel.viewer_model is None and not panel.start()  # the fixture's window got its model in memory
+    assert "choose a model" in panel.summary.text()
+    folder = save_model(estimator.model, estimator.card, tmp_path / "shown")
+    with qtbot.waitSignal(window.models.modelShown, timeout=RUN_MS):
+        assert window.load_model(folder)
+    assert panel.viewer_model == str(folder)
+    assert estimator.card.name in panel.model_edit.placeholderText()
+    panel.out_edit.setText(str(tmp_path / "ev"))
+    with qtbot.waitSignal(panel.evaluated, timeout=RUN_MS) as got:
+        assert panel.start()
+    assert got.args[0]["subjects"] == 4
+    assert got.args[0]["model"] == str(folder)

@@ -38,7 +38,8 @@ class EvaluatePanel(QWidget):
         super().__init__(parent)
         self.process = TrainingProcess(self)
         self.model_edit = QLineEdit()
-        self.model_edit.setPlaceholderText("model folder or weights file")
+        self.model_edit.setPlaceholderText("model folder or weights file (empty: the viewer's model)")
+        self.viewer_model: str | None = None  # the viewer's model, evaluated when the field is left empty
         self.dataset_edit = QLineEdit()
         self.dataset_edit.setPlaceholderText("labelled dataset")
         self.out_edit = QLineEdit()
@@ -97,11 +98,19 @@ class EvaluatePanel(QWidget):
         if path:
             self.dataset_edit.setText(path)
 
+    def set_viewer_model(self, path: str | None, name: str) -> None:
+        """The model the viewer shows: what Evaluate runs when the Model field is empty, as a user of the
+        viewer expects (`path` None: a model the window was handed in memory, which has no file to evaluate)."""
+        self.viewer_model = path
+        self.model_edit.setPlaceholderText(f"empty: the viewer's model ({name})" if path
+                                           else "model folder or weights file")
+
     def shutdown(self) -> None:
         self.process.shutdown()
 
     def start(self) -> bool:
-        model, dataset = self.model_edit.text().strip(), self.dataset_edit.text().strip()
+        model = self.model_edit.text().strip() or self.viewer_model or ""
+        dataset = self.dataset_edit.text().strip()
         if not model or not dataset or self.process.is_running():
             self.summary.setText("choose a model and a dataset" if not (model and dataset) else "already running")
             return False
