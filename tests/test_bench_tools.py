@@ -78,3 +78,33 @@ def test_teacher_runs_the_bare_rows_follower_and_returns_21_joints_in_frame_pixe
     for frame in frames:
         out = follower.predict(frame)
         assert out.keypoints.shape == (21, 3) and np.isfinite(out.keypoints).all()
+
+
+def test_teacher_hand_labels_writes_a_coco_set_our_readers_take(tmp_path) -> None:
+    """bench/teacher_hand_labels.py on a committed hand photo with the committed lite teacher: one labelled hand
+    with 21 joints in the photo, paths relative to the JSON (the photo stays where it is), read back by the
+    training reader; an unreadable image is reported and skipped, and a duplicate box is dropped."""
+    from training.data import load_datasets
+
+    fixtures = Path(__file__).resolve().parent / "fixtures"
+    photo = fixtures / "media" / "hand.jpg"
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    mod = _bench_module("teacher_hand_labels")
+    categories = [{"id": 1, "name": "hand", "supercategory": "hand", "skeleton": [],
+                   "keypoints": [f"j{i}" for i in range(21)]}]
+    said: list[str] = []
+    out = tmp_path / "labels" / "hands.json"
+    out.parent.mkdir()
+    counts = mod.write_labels(out, [photo, broken], fixtures / "teachers" / "hand_landmark_lite.tflite",
+                              categories, log=said.append)
+    assert counts == {"images_looked_at": 2, "images": 1, "hands": 1}
+    assert any("broken.jpg" in s for s in said)
+    ds = load_datasets([str(out)])
+    (sample,) = ds.samples
+    (inst,) = sample.instances
+    assert Path(sample.image).resolve() == photo.resolve()
+    assert inst.keypoints.shape == (21, 2) and (inst.visibility == 2).sum() >= 15
+    assert mod._duplicate(np.array([0, 0, 10, 10]), np.array([1, 1, 11, 11]))
+    assert mod._duplicate(np.array([0, 0, 10, 10]), np.array([2, 2, 8, 8]))  # one inside the other
+    assert not mod._duplicate(np.array([0, 0, 10, 10]), np.array([8, 8, 18, 18]))
