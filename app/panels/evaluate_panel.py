@@ -87,7 +87,7 @@ class EvaluatePanel(QWidget):
     def _pick_model(self) -> None:
         from PySide6.QtWidgets import QFileDialog
 
-        path = QFileDialog.getExistingDirectory(self, "Model folder", self.model_edit.text())
+        path = QFileDialog.getExistingDirectory(self, "Model folder", self.model_edit.text() or self.viewer_model or "")
         if path:
             self.model_edit.setText(path)
 
