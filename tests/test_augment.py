@@ -291,3 +291,5 @@ def test_wrong_side_needs_a_canonical_model_and_no_flip():
                            "data.orientation=upright"])
     with pytest.raises(ValueError, match="probability"):
         load_config(None, ["augment.wrong_side=1.5", "data.chirality=canonical", "data.orientation=upright"])
+    with pytest.raises(ValueError, match="target height"):
+        load_config(None, ["augment.wrong_side_peak=2", "data.chirality=canonical", "data.orientation=upright"])

@@ -240,11 +240,13 @@ def _check_augment(cfg: RunConfig) -> None:
         raise ValueError("augment.backgrounds must be a list of folders, image files or .txt lists of them")
     a.backgrounds = [cfg.resolve(b) for b in a.backgrounds]
     for name in ("paste_background", "paste_subject", "occluder", "motion_blur", "defocus_blur", "jpeg", "negative",
-                 "wrong_side", "wrong_side_peak"):
+                 "wrong_side"):
         if not 0.0 <= getattr(a, name) <= 1.0:
             raise ValueError(f"augment.{name} is a probability (0 to 1), got {getattr(a, name)}")
     if a.paste_background + a.paste_subject > 1.0:
         raise ValueError("augment.paste_background + augment.paste_subject must be at most 1 (one scene per crop)")
+    if not 0.0 <= a.wrong_side_peak <= 1.0:
+        raise ValueError(f"augment.wrong_side_peak is a target height (0 to 1), got {a.wrong_side_peak}")
     if a.wrong_side > 0 and cfg.data.chirality != "canonical":
         raise ValueError("augment.wrong_side needs data.chirality = 'canonical' (only a canonical model has a "
                          "wrong side)")
