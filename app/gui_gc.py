@@ -25,10 +25,6 @@ class GuiThreadCollector:
         self._was_enabled = gc.isenabled()
         self._collector = GarbageCollector(interval=interval_s)  # disables automatic collection, starts the timer
 
-    def check(self) -> None:
-        """One timer tick: collect the generations whose counts passed their thresholds."""
-        self._collector.check()
-
     def stop(self) -> None:
         """Stop the timer, collect what is left here (the GUI thread) and give collection back to the
         interpreter as it was before."""

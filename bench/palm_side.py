@@ -41,9 +41,9 @@ def collect(paths: list[str], margin: float = 1.6) -> list[dict]:
     rule's side."""
     from cpm_core.detection.palm import PALM_FAR_SIDE, PALM_MIDDLE, PALM_THUMB_SIDE, PALM_WRIST
     from cpm_core.orientation import angle_of, label_angle, label_mirror, thumb_on_right
-    from cpm_core.preprocess import CropBox, CropTransform
+    from cpm_core.preprocess import CropBox
     from cpm_core.skeleton import HAND_21
-    from cpm_core.upright import default_palm_detector
+    from cpm_core.upright import best_palm, default_palm_detector
     from training.data import iter_subjects, load_datasets
 
     palm = default_palm_detector()
@@ -58,11 +58,10 @@ def collect(paths: list[str], margin: float = 1.6) -> list[dict]:
                 vis = inst.visibility > 0
                 la = label_angle(inst.keypoints, vis, HAND_21) or 0.0
                 side = label_mirror(inst.keypoints, vis, HAND_21, la)
-                tr = CropTransform(CropBox(box.cx, box.cy, box.side * 1.25), 256)  # as palm_hint looks
-                found = palm.detect(tr.apply(frame))
-                if not found or side is None:
+                found = best_palm(palm, frame, box, 1.25)  # as palm_hint looks
+                if found is None or side is None:
                     continue
-                kp = tr.to_frame(np.asarray(max(found, key=lambda d: d.score).keypoints, np.float64))
+                kp = found[1]
                 angle = angle_of(kp[PALM_MIDDLE] - kp[PALM_WRIST])
                 a = math.radians(angle)
                 turn = np.array([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]])  # by -angle

@@ -38,47 +38,42 @@ import os
 import sys
 from pathlib import Path
 
-import cv2
-import numpy as np
+# The project root before bench/ (which Python puts first for a script): bench/training.py would shadow the
+# training package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cpm_core.atomic_io import atomic_write_text
-from cpm_core.detection.palm import PalmDetector
-from cpm_core.preprocess import CropTransform
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from cpm_core.atomic_io import atomic_write_text  # noqa: E402
+from cpm_core.dataset.coco import category_from_skeleton  # noqa: E402
+from cpm_core.detection.nms import iou_matrix  # noqa: E402
+from cpm_core.detection.palm import PalmDetector  # noqa: E402
+from cpm_core.preprocess import CropTransform  # noqa: E402
+from cpm_core.skeleton import HAND_21  # noqa: E402
+from training.teachers import KeypointTeacher  # noqa: E402
 
 MIN_PRESENCE = 0.5
 MIN_HANDEDNESS = 0.8
 MIN_SIDE = 40.0
 MAX_HANDS = 2
-HAND_CATEGORY_SOURCE = "hand_pseudo/train.json"  # categories (joint names, skeleton) come from a hand set
 
 
-class HandTeacher:
-    """MediaPipe's landmark model on a crop: joints in crop pixels, presence, probability of a right hand."""
+class HandTeacher(KeypointTeacher):
+    """`training.teachers.KeypointTeacher` (MediaPipe's landmark model) that also reads the handedness output."""
 
-    def __init__(self, path: str | Path, threads: int = 2):
-        from cpm_core.runtimes import tflite_interpreter
-        from training.teachers import check_tflite_file
-
-        check_tflite_file(path)
-        self.interpreter = tflite_interpreter(str(path), threads)
-        self.interpreter.allocate_tensors()
-        inp = self.interpreter.get_input_details()[0]
-        self.size = int(inp["shape"][1])
-        self._input = inp["index"]
+    def __init__(self, path: str | Path, num_threads: int = 2):
+        super().__init__(path, num_threads)
         outs = {o["name"]: o["index"] for o in self.interpreter.get_output_details()}
-        missing = {"Identity", "Identity_1", "Identity_2"} - set(outs)
-        if missing:
-            raise ValueError(f"{path}: not a MediaPipe hand landmark model (no outputs {sorted(missing)})")
-        self._xyz, self._presence, self._handedness = outs["Identity"], outs["Identity_1"], outs["Identity_2"]
+        if "Identity_2" not in outs:
+            raise ValueError(f"{path}: not a MediaPipe hand landmark model (no handedness output Identity_2)")
+        self._handedness = outs["Identity_2"]
 
     def __call__(self, crop_bgr: np.ndarray) -> tuple[np.ndarray, float, float]:
-        x = np.ascontiguousarray(crop_bgr[..., ::-1], np.float32) / 255.0
-        self.interpreter.set_tensor(self._input, x[None])
-        self.interpreter.invoke()
-        xy = self.interpreter.get_tensor(self._xyz).reshape(-1, 3)[:, :2].astype(np.float64)
-        presence = float(self.interpreter.get_tensor(self._presence).ravel()[0])
+        """A crop of the model's input size -> joints in crop pixels, presence, probability of a right hand."""
+        xy, presence = self._run(np.ascontiguousarray(crop_bgr[..., ::-1], np.float32) / 255.0)
         right = float(self.interpreter.get_tensor(self._handedness).ravel()[0])
-        return xy, presence, right
+        return xy.astype(np.float64), presence, right
 
 
 def _box(xy: np.ndarray) -> np.ndarray:
@@ -87,12 +82,10 @@ def _box(xy: np.ndarray) -> np.ndarray:
 
 def _duplicate(a: np.ndarray, b: np.ndarray) -> bool:
     """Box IoU > 0.5, or more than 70% of either box inside the other."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
+    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     area_a = max((a[2] - a[0]) * (a[3] - a[1]), 1e-6)
     area_b = max((b[2] - b[0]) * (b[3] - b[1]), 1e-6)
-    return inter / (area_a + area_b - inter) > 0.5 or inter / area_a > 0.7 or inter / area_b > 0.7
+    return iou_matrix(a, b)[0, 0] > 0.5 or inter / area_a > 0.7 or inter / area_b > 0.7
 
 
 def label_frame(frame: np.ndarray, palm: PalmDetector, teacher: HandTeacher) -> list[dict]:
@@ -100,7 +93,7 @@ def label_frame(frame: np.ndarray, palm: PalmDetector, teacher: HandTeacher) -> 
     h, w = frame.shape[:2]
     kept: list[dict] = []
     for det in palm.detect(frame)[:MAX_HANDS]:  # best first; MediaPipe's max_num_hands
-        tr = CropTransform(det.crop, teacher.size)
+        tr = CropTransform(det.crop, teacher.input_size)
         xy_crop, presence, right = teacher(tr.apply(frame))
         if presence < MIN_PRESENCE or max(right, 1.0 - right) < MIN_HANDEDNESS:
             continue
@@ -164,7 +157,7 @@ def write_labels(out: str | Path, images: list[Path], teacher_path: str | Path, 
                                 "handedness": hand["handedness"], "score": round(hand["score"], 3)})
         if n % 100 == 0:
             log(f"{n}/{len(images)} images, {len(annotations)} hands")
-    doc = {"info": {"description": "machine hand labels (training.pseudo_hands: MediaPipe palm detector + "
+    doc = {"info": {"description": "machine hand labels (bench/teacher_hand_labels.py: MediaPipe palm detector + "
                                    f"{Path(teacher_path).name}, hand_more's rules)"},
            "images": doc_images, "annotations": annotations, "categories": categories}
     atomic_write_text(out, json.dumps(doc))
@@ -176,13 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out")
     p.add_argument("inputs", nargs="+", help="image files or COCO JSONs whose images to label")
     p.add_argument("--teacher", default="../shared/data/teachers/hand_landmark_full.tflite")
-    p.add_argument("--categories", default="../shared/data/" + HAND_CATEGORY_SOURCE,
-                   help="a hand COCO JSON whose categories (joint names, skeleton) the output takes")
     p.add_argument("--skip", nargs="*", default=[], help="leave out images whose file name starts with these")
     args = p.parse_args(argv)
     try:
-        categories = json.loads(Path(args.categories).read_text())["categories"]
-        counts = write_labels(args.out, _inputs(args.inputs, args.skip), args.teacher, categories)
+        counts = write_labels(args.out, _inputs(args.inputs, args.skip), args.teacher,
+                              [category_from_skeleton(HAND_21)])
     except (OSError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cpm_core.detection.base import Detection
 from cpm_core.detection.palm import PALM_FAR_SIDE, PALM_MIDDLE, PALM_THUMB_SIDE, PALM_WRIST, PalmDetector
 from cpm_core.orientation import angle_of, model_chirality, model_orientation, pose_angle, thumb_on_right, wrap
 from cpm_core.preprocess import CropBox, CropTransform
@@ -39,17 +40,28 @@ def palm_hint(palm: PalmDetector, frame: np.ndarray, box: CropBox,
     """What the palm detector says about the hand in `box`: (angle, thumb side on the right, the hand's crop
     box in frame pixels as MediaPipe grows it from the palm), or None when it finds no palm there. The
     detector looks at `context` x the box, upright, at 256 pixels."""
-    tr = CropTransform(CropBox(box.cx, box.cy, box.side * context), 256)
-    found = palm.detect(tr.apply(frame))
-    if not found:
+    found = best_palm(palm, frame, box, context)
+    if found is None:
         return None
-    best = max(found, key=lambda d: d.score)
-    kp = tr.to_frame(np.asarray(best.keypoints, np.float64))
+    best, kp, tr = found
     angle = angle_of(kp[PALM_MIDDLE] - kp[PALM_WRIST])  # in frame pixels: the card's PCK was measured so
     c = best.crop
     cx, cy = tr.to_frame(np.array([[c.cx, c.cy]]))[0]
     hand = CropBox(float(cx), float(cy), c.side * tr.box.side / tr.size, angle)
     return angle, thumb_on_right(kp, angle, PALM_THUMB_SIDE, PALM_FAR_SIDE), hand
+
+
+def best_palm(palm: PalmDetector, frame: np.ndarray, box: CropBox,
+              context: float = 1.25) -> tuple[Detection, np.ndarray, CropTransform] | None:
+    """The best-scoring palm the detector finds in `context` x `box` (looked at upright, at 256 pixels): the
+    detection in that view, its 7 keypoints in frame pixels, and the view's transform; None when there is none.
+    What `palm_hint` reads its angle and side from (bench/palm_side.py looks at the keypoints themselves)."""
+    tr = CropTransform(CropBox(box.cx, box.cy, box.side * context), 256)
+    found = palm.detect(tr.apply(frame))
+    if not found:
+        return None
+    best = max(found, key=lambda d: d.score)
+    return best, tr.to_frame(np.asarray(best.keypoints, np.float64)), tr
 
 
 def search_upright(estimator: PoseEstimator, frame: np.ndarray, crop: CropBox | None = None, refine: bool = True,
