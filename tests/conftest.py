@@ -28,7 +28,8 @@ def _seeded():
     then hands their deletion to the main thread, which deleted a QMenu there while holding the GIL and waited
     for a Qt lock forever (one full run hung in tests/test_viewer_defects.py, 2026-12-02, gdb: QObject::~QObject
     under Shiboken::BindingManager::runDeletionInMainThread, the capture and inference threads waiting for the
-    GIL)."""
+    GIL). Tests with `qtbot` now also collect only in the GUI thread, as the app does (`_gui_thread_gc`); this
+    collection stays for tests that make Qt objects without it."""
     import gc
 
     import keras
